@@ -1,0 +1,98 @@
+//! Shared attribute-parsing helpers: one place reports duplicates and unknown keys.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+use crate::ctxt::Ctxt;
+
+/// A value set at most once; a second `set` reports "duplicate".
+pub(crate) struct Slot<'c, T> {
+    cx: &'c Ctxt,
+    attr: &'static str,
+    key: &'static str,
+    value: Option<(TokenStream, T)>,
+}
+
+impl<'c, T> Slot<'c, T> {
+    pub(crate) fn new(cx: &'c Ctxt, attr: &'static str, key: &'static str) -> Self {
+        Slot {
+            cx,
+            attr,
+            key,
+            value: None,
+        }
+    }
+
+    pub(crate) fn set(&mut self, tokens: impl ToTokens, value: T) {
+        let tokens = tokens.into_token_stream();
+        if self.value.is_some() {
+            self.cx.error_spanned_by(
+                tokens,
+                format!("duplicate `{}` in `#[{}(..)]`", self.key, self.attr),
+            );
+        } else {
+            self.value = Some((tokens, value));
+        }
+    }
+
+    pub(crate) fn get(self) -> Option<T> {
+        self.value.map(|(_, v)| v)
+    }
+}
+
+/// An "unknown key" error listing what is allowed.
+pub(crate) fn unknown_key(path: &syn::Path, attr: &str, allowed: &[&str]) -> syn::Error {
+    let key = path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| path.to_token_stream().to_string());
+    let mut message = format!("unknown key `{key}` in `#[{attr}(..)]`");
+    if let Some(close) = closest(&key, allowed) {
+        message.push_str(&format!("; did you mean `{close}`?"));
+    }
+    message.push_str(&format!(
+        " Expected one of: {}",
+        allowed
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    syn::Error::new_spanned(path, message)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo.
+pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d > 0)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys_only() {
+        assert_eq!(closest("alowed", &["allowed", "description"]), Some("allowed"));
+        assert_eq!(closest("zzz", &["allowed", "description"]), None);
+        assert_eq!(closest("allowed", &["allowed"]), None);
+    }
+}

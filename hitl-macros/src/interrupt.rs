@@ -1,0 +1,52 @@
+//! `#[derive(Interrupt)]`: a typed interrupt payload and the type of its answer.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use crate::attr::{Slot, unknown_key};
+use crate::ctxt::Ctxt;
+
+pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let mut resume = Slot::new(&cx, "interrupt", "resume");
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("interrupt")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("resume") {
+                let ty: syn::Type = meta.value()?.parse()?;
+                resume.set(&meta.path, ty);
+                Ok(())
+            } else {
+                Err(unknown_key(&meta.path, "interrupt", &["resume"]))
+            }
+        });
+        if let Err(e) = result {
+            cx.push(e);
+        }
+    }
+    let resume = resume.get();
+    if resume.is_none() && !cx.has_errors() {
+        cx.error_spanned_by(
+            &input.ident,
+            format!(
+                "`#[derive(Interrupt)]` needs the type of the answer: add \
+                 `#[interrupt(resume = AnswerType)]` to `{}`",
+                input.ident
+            ),
+        );
+    }
+    cx.check()?;
+    let resume = resume.expect("checked above");
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let rt = quote!(::hitl_runtime::__private);
+    Ok(quote! {
+        impl #impl_generics ::hitl_runtime::Interrupt for #name #ty_generics #where_clause {
+            type Resume = #resume;
+
+            fn resume_schema() -> ::core::option::Option<#rt::Arc<#rt::serde_json::Value>> {
+                ::core::option::Option::Some(#rt::schema_of::<#resume>())
+            }
+        }
+    })
+}

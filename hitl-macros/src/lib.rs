@@ -1,0 +1,46 @@
+//! Procedural macros of `hitl-runtime`. Use them through `hitl_runtime`, which
+//! re-exports them; their documentation lives there.
+//!
+//! Each macro is a pipeline of plain functions over `proc_macro2` types: parse and
+//! validate (collecting every error, spanned on the offending tokens), then generate.
+//! On error the original item is still emitted, so one mistake does not cascade.
+//! `HITL_DEBUG_MACRO=<name>` (or `*`) prints an expansion to stderr.
+
+mod attr;
+mod ctxt;
+mod debug;
+mod interrupt;
+mod state;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+fn finish(
+    macro_name: &str,
+    item_name: &str,
+    result: syn::Result<proc_macro2::TokenStream>,
+) -> TokenStream {
+    match result {
+        Ok(tokens) => {
+            debug::dump(macro_name, item_name, &tokens);
+            tokens.into()
+        }
+        Err(e) => e.into_compile_error().into(),
+    }
+}
+
+/// Derives `hitl_runtime::State`. See the re-export in `hitl_runtime`.
+#[proc_macro_derive(State, attributes(state))]
+pub fn derive_state(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = input.ident.to_string();
+    finish("derive(State)", &name, state::expand(input))
+}
+
+/// Derives `hitl_runtime::Interrupt`. See the re-export in `hitl_runtime`.
+#[proc_macro_derive(Interrupt, attributes(interrupt))]
+pub fn derive_interrupt(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = input.ident.to_string();
+    finish("derive(Interrupt)", &name, interrupt::expand(input))
+}

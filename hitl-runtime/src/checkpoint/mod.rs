@@ -1,0 +1,451 @@
+//! Checkpoints: what a thread looks like after each superstep, and where it is stored.
+//!
+//! # Storage model
+//!
+//! Every backend stores the same four things:
+//!
+//! - **checkpoints**: one record per superstep ([`Checkpoint`]): ids, parent, step,
+//!   source, the version of every channel, the tasks scheduled next, metadata;
+//! - **blobs**: channel values, keyed by (thread, namespace, channel, version) and
+//!   written only when the channel changes. Append and message channels are stored as
+//!   **deltas** (what one step wrote) chained to a periodic full snapshot, so stored
+//!   bytes per step stay flat as a thread grows;
+//! - **pending writes**: per (checkpoint, task, index), stored as each task finishes
+//!   (results, errors, interrupts, resume answers), so a finished task never re-runs;
+//! - **the head** of each (thread, namespace), moved only by compare-and-set: a write
+//!   whose expected head is not the current one fails with
+//!   [`CheckpointError::Conflict`], so two workers never fork a thread silently.
+//!
+//! All values are JSON. Anything that fails to decode is an error, never a default.
+
+mod codec;
+mod memory;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::CheckpointError;
+use crate::ids::{CheckpointId, InterruptId, TaskId};
+
+pub(crate) use codec::{StepBlobs, materialize};
+pub use memory::InMemorySaver;
+
+/// Why a checkpoint was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointSource {
+    /// New input started a run.
+    Input,
+    /// A superstep finished.
+    Loop,
+    /// `update_state` wrote it.
+    Update,
+    /// Time travel: a copy of an older checkpoint that became the head.
+    Fork,
+}
+
+/// The stored version of one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelVersion {
+    /// The channel's name.
+    #[serde(rename = "c")]
+    pub channel: String,
+    /// The version: the id of the checkpoint whose step last wrote the channel.
+    #[serde(rename = "v")]
+    pub version: CheckpointId,
+    /// For delta channels: the chain back to the last full snapshot.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaChain>,
+}
+
+/// Where a delta channel's value starts and how much has been appended since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaChain {
+    /// The version holding the last full snapshot.
+    #[serde(rename = "s")]
+    pub snapshot: CheckpointId,
+    /// Bytes of that snapshot.
+    #[serde(rename = "sb")]
+    pub snapshot_bytes: u64,
+    /// Bytes of the deltas written since it.
+    #[serde(rename = "db")]
+    pub delta_bytes: u64,
+}
+
+/// A task scheduled to run in the next superstep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The node to run.
+    pub node: String,
+    /// The input of a `Send` task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Box<RawValue>>,
+}
+
+impl PartialEq for TaskSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.node == other.node
+            && self.input.as_ref().map(|r| r.get()) == other.input.as_ref().map(|r| r.get())
+    }
+}
+
+impl TaskSpec {
+    /// A task triggered by an edge.
+    pub fn node(node: impl Into<String>) -> Self {
+        TaskSpec {
+            node: node.into(),
+            input: None,
+        }
+    }
+}
+
+/// One checkpoint record, without its channel values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Its id (time-ordered).
+    pub id: CheckpointId,
+    /// The checkpoint it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<CheckpointId>,
+    /// The superstep: -1 for input, then 0, 1, ...
+    pub step: i64,
+    /// Why it was written.
+    pub source: CheckpointSource,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The version of every channel.
+    pub channels: Vec<ChannelVersion>,
+    /// For each node, the checkpoint after the last step it ran in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions_seen: BTreeMap<String, CheckpointId>,
+    /// The tasks of the next superstep; empty when the run is done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<TaskSpec>,
+    /// Metadata: run config metadata plus anything the runtime adds.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Checkpoint {
+    /// The creation time.
+    pub fn created_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.created_at_ms)
+    }
+
+    /// The version record of a channel.
+    pub fn channel(&self, name: &str) -> Option<&ChannelVersion> {
+        self.channels.iter().find(|c| c.channel == name)
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How a blob's data relates to the channel value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BlobKind {
+    /// The whole value.
+    Full,
+    /// What one step wrote, folded through the reducer on top of the `base` version.
+    Delta {
+        /// The version this delta applies to.
+        base: CheckpointId,
+    },
+}
+
+/// One stored channel value (or delta).
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// The channel.
+    pub channel: String,
+    /// The version.
+    pub version: CheckpointId,
+    /// Whole value or delta.
+    pub kind: BlobKind,
+    /// The JSON.
+    pub data: Box<RawValue>,
+}
+
+/// What a pending write records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WriteKind {
+    /// A finished task's output (its update and routes). Insert-if-absent.
+    Result,
+    /// A failed task's error. Upserted.
+    Error,
+    /// The interrupts a task raised. Upserted.
+    Interrupt,
+    /// A resume answer. Insert-or-conflict: a second answer is an error.
+    Resume,
+    /// Input-level writes of a `Command` (update, goto), on [`TaskId::NULL`].
+    Command,
+}
+
+impl WriteKind {
+    /// The fixed index of single-slot kinds; `Result`, `Resume` and `Command` use
+    /// their own index sequences.
+    pub const ERROR_IDX: i32 = -1;
+    /// Index of the interrupt slot.
+    pub const INTERRUPT_IDX: i32 = -3;
+    /// Index of the first resume answer; the n-th answer of a task goes to `-4 - n`.
+    pub const RESUME_BASE_IDX: i32 = -4;
+
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Result => "result",
+            WriteKind::Error => "error",
+            WriteKind::Interrupt => "interrupt",
+            WriteKind::Resume => "resume",
+            WriteKind::Command => "command",
+        }
+    }
+
+    /// Parses the `kind` column.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "result" => WriteKind::Result,
+            "error" => WriteKind::Error,
+            "interrupt" => WriteKind::Interrupt,
+            "resume" => WriteKind::Resume,
+            "command" => WriteKind::Command,
+            _ => return None,
+        })
+    }
+
+    /// How a backend stores a write of this kind when one exists at its key.
+    pub fn mode(self) -> WriteMode {
+        match self {
+            WriteKind::Result | WriteKind::Command => WriteMode::InsertIfAbsent,
+            WriteKind::Error | WriteKind::Interrupt => WriteMode::Upsert,
+            WriteKind::Resume => WriteMode::InsertOrConflict,
+        }
+    }
+}
+
+/// What to do when a write's key is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Keep the existing write (retries are idempotent).
+    InsertIfAbsent,
+    /// Replace it.
+    Upsert,
+    /// Fail the whole batch with [`CheckpointError::WriteConflict`].
+    InsertOrConflict,
+}
+
+/// A write attached to a checkpoint before the next one exists.
+#[derive(Debug, Clone)]
+pub struct PendingWrite {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its index within the task (negative for special slots).
+    pub idx: i32,
+    /// What it is.
+    pub kind: WriteKind,
+    /// The JSON.
+    pub value: Box<RawValue>,
+}
+
+/// A checkpoint with the blobs and writes needed to rebuild its state.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    /// The record.
+    pub checkpoint: Checkpoint,
+    /// Blobs of its channel versions. For delta channels, every blob of the channel
+    /// with a version between the snapshot and the current version (blobs of other
+    /// branches in that range are allowed; they are skipped when rebuilding).
+    pub blobs: Vec<Blob>,
+    /// Its pending writes.
+    pub writes: Vec<PendingWrite>,
+}
+
+/// A new checkpoint, its new blobs, and the head it expects to replace.
+#[derive(Debug, Clone)]
+pub struct CheckpointWrite {
+    /// The thread.
+    pub thread: String,
+    /// The namespace ("" at the root).
+    pub ns: String,
+    /// The record.
+    pub checkpoint: Checkpoint,
+    /// Blobs of the channels this step changed.
+    pub blobs: Vec<Blob>,
+    /// The head this write replaces; the write fails with
+    /// [`CheckpointError::Conflict`] if the head is something else. For a normal step
+    /// it is the parent; for a fork, the head seen when the fork began.
+    pub expected_head: Option<CheckpointId>,
+}
+
+/// Which checkpoints [`Checkpointer::list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only checkpoints older than this one.
+    pub before: Option<CheckpointId>,
+    /// At most this many.
+    pub limit: Option<usize>,
+    /// Only checkpoints whose metadata has all these entries.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ListFilter {
+    /// Whether a checkpoint passes the filter (ignoring `limit`).
+    pub fn matches(&self, checkpoint: &Checkpoint) -> bool {
+        if let Some(before) = self.before {
+            if checkpoint.id >= before {
+                return false;
+            }
+        }
+        self.metadata
+            .iter()
+            .all(|(k, v)| checkpoint.metadata.get(k) == Some(v))
+    }
+}
+
+/// How much history [`Checkpointer::prune`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prune {
+    /// The head and its ancestors: drops abandoned branches (time-travel forks' old
+    /// sides).
+    KeepHeadLineage,
+    /// The newest `n` checkpoints of the head's lineage (at least the head).
+    KeepLast(usize),
+}
+
+/// A thread whose head has interrupts waiting for an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingThread {
+    /// The thread.
+    pub thread: String,
+    /// Its head.
+    pub checkpoint: CheckpointId,
+    /// The unanswered interrupts.
+    pub interrupts: Vec<InterruptId>,
+}
+
+/// Where threads are stored. Implemented by [`InMemorySaver`], `SqliteSaver` and
+/// `PostgresSaver`; every implementation passes the same conformance suite
+/// (`hitl_runtime::checkpoint::conformance`, feature `test-util`).
+#[async_trait::async_trait]
+pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
+    /// A checkpoint (the head if `id` is `None`) with its blobs and pending writes.
+    ///
+    /// If the checkpoint found is `have`, the caller already has its values and the
+    /// blobs may be left out.
+    async fn get(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: Option<CheckpointId>,
+        have: Option<CheckpointId>,
+    ) -> Result<Option<StoredCheckpoint>, CheckpointError>;
+
+    /// The head of a thread's namespace.
+    async fn head(&self, thread: &str, ns: &str) -> Result<Option<CheckpointId>, CheckpointError>;
+
+    /// Stores a checkpoint and its blobs and moves the head to it, if the head is
+    /// still `expected_head`; otherwise fails with [`CheckpointError::Conflict`] and
+    /// stores nothing.
+    async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError>;
+
+    /// Stores pending writes on a checkpoint, each according to its
+    /// [`WriteKind::mode`]. All or nothing. A batch with a [`WriteKind::Resume`] write
+    /// also requires `checkpoint` to be the head, else it fails with
+    /// [`CheckpointError::Conflict`]: an answer never lands on a checkpoint another
+    /// worker has already moved past.
+    async fn put_writes(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<(), CheckpointError>;
+
+    /// Checkpoints of one namespace of a thread, newest first, across all branches.
+    async fn list(
+        &self,
+        thread: &str,
+        ns: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<Checkpoint>, CheckpointError>;
+
+    /// Deletes a thread: all namespaces, checkpoints, blobs and writes.
+    async fn delete_thread(&self, thread: &str) -> Result<(), CheckpointError>;
+
+    /// Deletes old checkpoints of a thread's root namespace (and the blobs and
+    /// writes only they used). Returns how many checkpoints were deleted.
+    async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError>;
+
+    /// Threads whose root head has unanswered interrupts, for reviewer inboxes.
+    async fn threads_with_pending_interrupts(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PendingThread>, CheckpointError>;
+}
+
+/// The checkpoints a prune keeps: the head lineage, possibly truncated.
+pub(crate) fn prune_keep_set(
+    all: &[Checkpoint],
+    head: Option<CheckpointId>,
+    keep: Prune,
+) -> std::collections::HashSet<CheckpointId> {
+    let by_id: std::collections::HashMap<CheckpointId, &Checkpoint> =
+        all.iter().map(|c| (c.id, c)).collect();
+    let mut lineage = Vec::new();
+    let mut cursor = head;
+    while let Some(id) = cursor {
+        let Some(c) = by_id.get(&id) else { break };
+        lineage.push(id);
+        cursor = c.parent_id;
+    }
+    if let Prune::KeepLast(n) = keep {
+        lineage.truncate(n.max(1));
+    }
+    lineage.into_iter().collect()
+}
+
+/// The blobs needed to rebuild the given checkpoints: (channel, version) pairs,
+/// following delta chains back to their snapshots through the `base` links.
+pub(crate) fn needed_blobs<'a>(
+    kept: impl IntoIterator<Item = &'a Checkpoint>,
+    blob_base: impl Fn(&str, CheckpointId) -> Option<BlobKind>,
+) -> std::collections::HashSet<(String, CheckpointId)> {
+    let mut needed = std::collections::HashSet::new();
+    for c in kept {
+        for ch in &c.channels {
+            let mut version = ch.version;
+            loop {
+                if !needed.insert((ch.channel.clone(), version)) {
+                    break;
+                }
+                match blob_base(&ch.channel, version) {
+                    Some(BlobKind::Delta { base }) => version = base,
+                    _ => break,
+                }
+            }
+        }
+    }
+    needed
+}
+
+/// The unanswered interrupts among a checkpoint's writes.
+pub(crate) fn unanswered_interrupts(
+    writes: &[PendingWrite],
+) -> Result<Vec<InterruptId>, serde_json::Error> {
+    let records = crate::run::pending::collect(writes)?;
+    Ok(records.pending.iter().map(|(_, p)| p.id).collect())
+}

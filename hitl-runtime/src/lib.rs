@@ -1,0 +1,98 @@
+//! Human-in-the-loop agent graphs: a durable state-graph runtime whose tasks can pause
+//! for a human, and resume later, in this process or another, without losing or
+//! repeating work.
+//!
+//! - [`StateGraph`]: nodes, edges, conditional routes, `Send` fan-out, subgraphs;
+//!   compiled into a [`CompiledGraph`] that runs by supersteps on tokio.
+//! - [`NodeContext::interrupt`]: pause a task until a human answers;
+//!   [`Command::resume`] answers, strictly validated before anything is stored.
+//! - [`checkpoint`]: every superstep is a checkpoint; threads can be inspected,
+//!   edited and forked ([`CompiledGraph::get_state`], [`CompiledGraph::update_state`],
+//!   time travel with [`RunConfig::at_checkpoint`]).
+//! - `#[derive(State)]`: one channel per field, with reducers.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[allow(unused_extern_crates)]
+extern crate self as hitl_runtime;
+
+pub mod checkpoint;
+mod error;
+mod graph;
+mod ids;
+mod interrupt;
+pub mod message;
+mod run;
+mod schema;
+pub mod state;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use checkpoint::{Checkpointer, InMemorySaver};
+pub use error::{
+    BoxError, CheckpointError, GraphError, Interrupted, NodeError, ReducerError, ResumeError,
+    RunError,
+};
+pub use graph::{
+    CompileBuilder, CompiledGraph, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput,
+    ResumeValidator, Route, START, Send, Start, StateGraph,
+};
+pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
+pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt};
+pub use message::{Message, ToolCall};
+pub use run::{
+    Command, Input, NodeContext, RunConfig, RunOutput, RunStatus, RunStream, StateSnapshot,
+    StreamEvent, StreamMode, StreamModes, StreamWriter, TaskInfo, TaskOutcome,
+};
+pub use schema::{schema_of, validate as validate_json};
+pub use state::{State, StateUpdate};
+
+/// Derives [`State`]: each field is a channel.
+///
+/// ```
+/// use hitl_runtime::{State, Message};
+/// use serde::{Deserialize, Serialize};
+///
+/// fn add(total: &mut u64, n: u64) {
+///     *total += n;
+/// }
+///
+/// #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Flow {
+///     #[state(reducer = append)]
+///     log: Vec<String>,          // writes are appended
+///     #[state(reducer = messages)]
+///     messages: Vec<Message>,    // appended, or replace the message with the same id
+///     #[state(reducer = add)]
+///     total: u64,                // folded with `add`
+///     step: u32,                 // last value; two writes in one superstep are an error
+/// }
+///
+/// let update = FlowUpdate::default().step(3u32).log(vec!["a".to_string()]);
+/// assert_eq!(update.step, Some(3));
+/// ```
+///
+/// The derive also generates `FlowUpdate` (every field an `Option`, with a builder
+/// method per field), `From<FlowUpdate>` for node outputs and run inputs, and the
+/// per-channel (de)serialization the checkpointers use. Append and message channels
+/// are checkpointed as deltas.
+#[cfg(feature = "macros")]
+pub use hitl_macros::State;
+
+/// Derives [`Interrupt`]: a payload a node can pause on, and the type of its answer.
+///
+/// ```
+/// use hitl_runtime::Interrupt;
+/// use schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// struct TransferDecision { approved: bool }
+///
+/// #[derive(Serialize, Interrupt)]
+/// #[interrupt(resume = TransferDecision)]
+/// struct LargeTransfer { amount: f64, to: String }
+/// ```
+#[cfg(feature = "macros")]
+pub use hitl_macros::Interrupt;

@@ -1,0 +1,145 @@
+//! What a run is started with.
+
+use std::convert::Infallible;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::graph::Goto;
+use crate::ids::InterruptId;
+use crate::state::State;
+
+/// Resume a paused thread, update its state, or send it somewhere: any combination.
+///
+/// ```
+/// # use hitl_runtime::{Command, State};
+/// # use serde::{Serialize, Deserialize};
+/// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Flow { step: u32 }
+/// let answer: Command<Flow> = Command::resume(serde_json::json!({"approved": true}));
+/// let patch = Command::<Flow>::update(FlowUpdate::default().step(3));
+/// ```
+pub struct Command<S: State> {
+    pub(crate) update: Option<S::Update>,
+    pub(crate) goto: Vec<Goto<S>>,
+    pub(crate) resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Resume {
+    /// One answer, for the only pending interrupt.
+    Single(Result<Value, String>),
+    /// Answers by interrupt id.
+    ById(Vec<(InterruptId, Result<Value, String>)>),
+}
+
+fn to_json(value: impl Serialize) -> Result<Value, String> {
+    serde_json::to_value(value).map_err(|e| format!("the answer does not serialize to JSON: {e}"))
+}
+
+impl<S: State> Command<S> {
+    /// A command that does nothing yet; add to it with the builder methods.
+    pub fn new() -> Self {
+        Command {
+            update: None,
+            goto: Vec::new(),
+            resume: None,
+        }
+    }
+
+    /// Answers the one pending interrupt. With several pending, the run fails with
+    /// [`crate::ResumeError::Ambiguous`]: use [`Command::resume_by_id`].
+    pub fn resume(value: impl Serialize) -> Self {
+        Command::new().with_resume(value)
+    }
+
+    /// Answers interrupts by id. Interrupts not named stay pending with the same ids.
+    pub fn resume_by_id<V: Serialize>(answers: impl IntoIterator<Item = (InterruptId, V)>) -> Self {
+        let mut c = Command::new();
+        c.resume = Some(Resume::ById(
+            answers.into_iter().map(|(id, v)| (id, to_json(v))).collect(),
+        ));
+        c
+    }
+
+    /// Applies an update (through the reducers) before the pending tasks run again.
+    pub fn update(update: S::Update) -> Self {
+        Command::new().with_update(update)
+    }
+
+    /// Sets the update.
+    pub fn with_update(mut self, update: S::Update) -> Self {
+        self.update = Some(update);
+        self
+    }
+
+    /// Sets the answer for the one pending interrupt.
+    pub fn with_resume(mut self, value: impl Serialize) -> Self {
+        self.resume = Some(Resume::Single(to_json(value)));
+        self
+    }
+
+    /// Also runs `goto` (a node or a `Send`) in the next superstep; on a paused thread,
+    /// alongside the pending tasks.
+    pub fn goto(mut self, goto: impl Into<Goto<S>>) -> Self {
+        self.goto.push(goto.into());
+        self
+    }
+}
+
+impl<S: State> Default for Command<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: State> fmt::Debug for Command<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("update", &self.update)
+            .field("goto", &self.goto)
+            .field("resume", &self.resume)
+            .finish()
+    }
+}
+
+/// What `invoke` and `stream` take: new input (a state or an update), a [`Command`], or
+/// `None` to continue a thread from its head (or fork it from an older checkpoint).
+pub enum Input<S: State> {
+    /// New input, applied through the reducers; the run starts from `START`.
+    Update(S::Update),
+    /// A resume, update or goto.
+    Command(Command<S>),
+    /// Continue where the thread is.
+    Continue,
+}
+
+impl<S: State> fmt::Debug for Input<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Update(u) => f.debug_tuple("Update").field(u).finish(),
+            Input::Command(c) => f.debug_tuple("Command").field(c).finish(),
+            Input::Continue => f.write_str("Continue"),
+        }
+    }
+}
+
+impl<S: State> From<S> for Input<S> {
+    fn from(state: S) -> Self {
+        Input::Update(state.into_update())
+    }
+}
+
+impl<S: State> From<Command<S>> for Input<S> {
+    fn from(c: Command<S>) -> Self {
+        Input::Command(c)
+    }
+}
+
+/// `invoke(None, ..)`: continue the thread.
+impl<S: State> From<Option<Infallible>> for Input<S> {
+    fn from(_: Option<Infallible>) -> Self {
+        Input::Continue
+    }
+}

@@ -1,0 +1,106 @@
+//! Per-run settings.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::CheckpointId;
+
+/// Which thread a run is on, and per-run settings.
+///
+/// ```
+/// # use hitl_runtime::RunConfig;
+/// let cfg = RunConfig::thread("conversation-1").recursion_limit(50);
+/// ```
+#[derive(Clone, Default)]
+pub struct RunConfig {
+    pub(crate) thread_id: Option<Arc<str>>,
+    pub(crate) checkpoint_id: Option<CheckpointId>,
+    pub(crate) recursion_limit: Option<usize>,
+    pub(crate) metadata: Map<String, Value>,
+    pub(crate) interrupt_before: Option<Vec<String>>,
+    pub(crate) interrupt_after: Option<Vec<String>>,
+    pub(crate) cancel: Option<CancellationToken>,
+    pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("thread_id", &self.thread_id)
+            .field("checkpoint_id", &self.checkpoint_id)
+            .field("recursion_limit", &self.recursion_limit)
+            .field("metadata", &self.metadata)
+            .field("interrupt_before", &self.interrupt_before)
+            .field("interrupt_after", &self.interrupt_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunConfig {
+    /// A run on a thread.
+    pub fn thread(id: impl Into<String>) -> Self {
+        RunConfig {
+            thread_id: Some(Arc::from(id.into())),
+            ..Default::default()
+        }
+    }
+
+    /// The thread id.
+    pub fn thread_id(&self) -> Option<&str> {
+        self.thread_id.as_deref()
+    }
+
+    /// The checkpoint this config points at, if any.
+    pub fn checkpoint_id(&self) -> Option<CheckpointId> {
+        self.checkpoint_id
+    }
+
+    /// Points at a checkpoint: `get_state` reads it, and `invoke(None, ..)` from an
+    /// older checkpoint forks the thread there (time travel).
+    pub fn at_checkpoint(mut self, id: CheckpointId) -> Self {
+        self.checkpoint_id = Some(id);
+        self
+    }
+
+    /// At most this many supersteps per run (default: the graph's, 25 unless set).
+    pub fn recursion_limit(mut self, limit: usize) -> Self {
+        self.recursion_limit = Some(limit);
+        self
+    }
+
+    /// Adds a metadata entry to every checkpoint this run writes.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Pauses before these nodes in this run (replaces the graph's setting).
+    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
+        self.interrupt_before = Some(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Pauses after these nodes in this run (replaces the graph's setting).
+    pub fn interrupt_after<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
+        self.interrupt_after = Some(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Stops the run when `token` is cancelled: running tasks are dropped, finished ones
+    /// keep their stored writes, and the run returns [`crate::RunError::Cancelled`].
+    pub fn cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Data for nodes and tools of this run (a database pool, a user id, ...), read with
+    /// [`crate::NodeContext::context`].
+    pub fn context<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.context = Some(Arc::new(value));
+        self
+    }
+}

@@ -1,0 +1,112 @@
+//! The JSON payloads of pending writes, and reading them back.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
+use crate::ids::{InterruptId, TaskId};
+use crate::interrupt::PendingInterrupt;
+
+/// A finished task: its update (the state's update type, as JSON) and where it routed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ResultPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) update: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) goto: Vec<TaskSpec>,
+}
+
+/// A failed task.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ErrorPayload {
+    pub(crate) message: String,
+}
+
+/// One resume answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ResumePayload {
+    pub(crate) interrupt: InterruptId,
+    pub(crate) value: Value,
+}
+
+/// A `Command`'s update and goto, on the null task.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CommandPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) update: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) goto: Vec<TaskSpec>,
+}
+
+/// The pending writes of one checkpoint, decoded.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub(crate) results: HashMap<TaskId, ResultPayload>,
+    pub(crate) errors: HashMap<TaskId, String>,
+    /// Interrupts raised per task (the last write of each task).
+    pub(crate) interrupts: Vec<(TaskId, Vec<PendingInterrupt>)>,
+    pub(crate) answers: HashMap<InterruptId, Value>,
+    pub(crate) resume_counts: HashMap<TaskId, usize>,
+    pub(crate) commands: Vec<CommandPayload>,
+    /// Unanswered interrupts of tasks that have not finished, with the task whose
+    /// write holds them.
+    pub(crate) pending: Vec<(TaskId, PendingInterrupt)>,
+}
+
+/// Decodes a checkpoint's pending writes.
+pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::Error> {
+    let mut c = Collected::default();
+    let mut commands: Vec<(i32, CommandPayload)> = Vec::new();
+    for w in writes {
+        let raw = w.value.get();
+        match w.kind {
+            WriteKind::Result => {
+                c.results.insert(w.task_id, serde_json::from_str(raw)?);
+            }
+            WriteKind::Error => {
+                let e: ErrorPayload = serde_json::from_str(raw)?;
+                c.errors.insert(w.task_id, e.message);
+            }
+            WriteKind::Interrupt => {
+                let list: Vec<PendingInterrupt> = serde_json::from_str(raw)?;
+                c.interrupts.retain(|(t, _)| *t != w.task_id);
+                c.interrupts.push((w.task_id, list));
+            }
+            WriteKind::Resume => {
+                let r: ResumePayload = serde_json::from_str(raw)?;
+                c.answers.insert(r.interrupt, r.value);
+                *c.resume_counts.entry(w.task_id).or_default() += 1;
+            }
+            WriteKind::Command => commands.push((w.idx, serde_json::from_str(raw)?)),
+        }
+    }
+    commands.sort_by_key(|(idx, _)| *idx);
+    c.commands = commands.into_iter().map(|(_, p)| p).collect();
+    for (task, list) in &c.interrupts {
+        if c.results.contains_key(task) {
+            continue;
+        }
+        for i in list {
+            if !c.answers.contains_key(&i.id) {
+                c.pending.push((*task, i.clone()));
+            }
+        }
+    }
+    Ok(c)
+}
+
+pub(crate) fn raw(value: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("internal payloads serialize")
+}
+
+pub(crate) fn write(task_id: TaskId, idx: i32, kind: WriteKind, value: &impl Serialize) -> PendingWrite {
+    PendingWrite {
+        task_id,
+        idx,
+        kind,
+        value: raw(value),
+    }
+}
