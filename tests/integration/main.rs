@@ -1,1 +1,5 @@
 //! Integration tests: one binary, one module per topic.
+
+mod common;
+mod interrupts;
+mod smoke;

@@ -112,7 +112,7 @@ impl NodeContext {
         self.task.checkpoint_id
     }
 
-    /// The superstep of that checkpoint.
+    /// The superstep the task runs in (its checkpoint's step + 1).
     pub fn step(&self) -> i64 {
         self.task.step
     }

@@ -732,6 +732,12 @@ impl<S: State> Runner<S> {
                 }
                 let mut out = self.stop(current, RunStatus::Interrupted, interrupts, &planned);
                 out.values = values;
+                out.next = planned
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| !matches!(o, Outcome::Done { .. }))
+                    .map(|(t, _)| self.graph.nodes[t.node].name.to_string())
+                    .collect();
                 return Ok(out);
             }
             let ran: Vec<usize> = planned.iter().map(|t| t.node).collect();
@@ -781,7 +787,7 @@ impl<S: State> Runner<S> {
             self.emit(StreamMode::Tasks, || StreamEvent::TaskStart {
                 task_id: task.id,
                 node: node.name.to_string(),
-                step: current.checkpoint.step,
+                step: current.checkpoint.step + 1,
             });
             let cx = NodeContext::new(TaskShared {
                 run: shared.clone(),
@@ -789,7 +795,7 @@ impl<S: State> Runner<S> {
                 node: node.name.clone(),
                 task_id: task.id,
                 checkpoint_id: current.checkpoint.id,
-                step: current.checkpoint.step,
+                step: current.checkpoint.step + 1,
                 input: task.spec.input.clone(),
                 interrupts: Default::default(),
             });
@@ -890,7 +896,7 @@ impl<S: State> Runner<S> {
             self.emit(StreamMode::Tasks, || StreamEvent::TaskEnd {
                 task_id: task.id,
                 node: name.to_string(),
-                step: current.checkpoint.step,
+                step: current.checkpoint.step + 1,
                 outcome: match &outcome {
                     Outcome::Done { pieces, .. } => TaskOutcome::Finished(
                         (!pieces.is_empty())
@@ -1301,6 +1307,11 @@ pub(crate) fn snapshot_of<S: State>(
         });
     }
     let interrupts = tasks.iter().flat_map(|t| t.interrupts.iter().cloned()).collect();
+    let next = tasks
+        .iter()
+        .filter(|t| !is_head || !collected.results.contains_key(&t.id))
+        .map(|t| t.name.clone())
+        .collect();
     let values = if is_head {
         preview(&state, finished_updates.iter())
     } else {
@@ -1310,7 +1321,7 @@ pub(crate) fn snapshot_of<S: State>(
     let config = RunConfig::thread(thread).at_checkpoint(checkpoint.id);
     StateSnapshot {
         values,
-        next: tasks.iter().map(|t| t.name.clone()).collect(),
+        next,
         tasks,
         interrupts,
         checkpoint_id: checkpoint.id,

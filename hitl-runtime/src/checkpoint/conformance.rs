@@ -1,0 +1,1 @@
+//! The checkpointer conformance suite: every backend runs these tests.
