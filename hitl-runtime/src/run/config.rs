@@ -72,8 +72,13 @@ impl RunConfig {
         self
     }
 
+    /// The metadata added to every checkpoint this run writes.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+
     /// Adds a metadata entry to every checkpoint this run writes.
-    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
     }

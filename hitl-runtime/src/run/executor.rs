@@ -758,6 +758,14 @@ impl<S: State> Runner<S> {
         planned: &[Planned<S>],
     ) -> RunOutput<S> {
         self.remember(current.checkpoint.id, &current.state);
+        if status == RunStatus::Breakpoint {
+            // A pause with nothing to answer: streams still learn that the run stopped.
+            if let Some(sink) = &self.sink {
+                sink.send(StreamEvent::Interrupt {
+                    interrupts: Vec::new(),
+                });
+            }
+        }
         RunOutput {
             values: current.state,
             interrupts,
