@@ -44,8 +44,7 @@ impl<'c, T> Slot<'c, T> {
 pub(crate) fn unknown_key(path: &syn::Path, attr: &str, allowed: &[&str]) -> syn::Error {
     let key = path
         .get_ident()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| path.to_token_stream().to_string());
+        .map_or_else(|| path.to_token_stream().to_string(), ToString::to_string);
     let mut message = format!("unknown key `{key}` in `#[{attr}(..)]`");
     if let Some(close) = closest(&key, allowed) {
         message.push_str(&format!("; did you mean `{close}`?"));
@@ -91,7 +90,10 @@ mod tests {
 
     #[test]
     fn suggests_close_keys_only() {
-        assert_eq!(closest("alowed", &["allowed", "description"]), Some("allowed"));
+        assert_eq!(
+            closest("alowed", &["allowed", "description"]),
+            Some("allowed")
+        );
         assert_eq!(closest("zzz", &["allowed", "description"]), None);
         assert_eq!(closest("allowed", &["allowed"]), None);
     }

@@ -10,7 +10,11 @@ use crate::ctxt::Ctxt;
 pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let mut resume = Slot::new(&cx, "interrupt", "resume");
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("interrupt")) {
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("interrupt"))
+    {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("resume") {
                 let ty: syn::Type = meta.value()?.parse()?;

@@ -13,7 +13,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum GraphError {
     /// Nothing leads out of `START`.
-    #[error("the graph has no entry point: add an edge from START, e.g. `g.add_edge(START, first)`")]
+    #[error(
+        "the graph has no entry point: add an edge from START, e.g. `g.add_edge(START, first)`"
+    )]
     NoEntry,
     /// A node no path from `START` reaches.
     #[error(
@@ -35,7 +37,9 @@ pub enum GraphError {
         node: String,
     },
     /// A handle that belongs to another graph.
-    #[error("an edge refers to node `{node}` of another graph; handles are only valid in the graph that created them")]
+    #[error(
+        "an edge refers to node `{node}` of another graph; handles are only valid in the graph that created them"
+    )]
     ForeignNode {
         /// The node's name in its own graph.
         node: String,
@@ -47,7 +51,9 @@ pub enum GraphError {
         name: String,
     },
     /// A name the runtime reserves or cannot store.
-    #[error("`{name}` is not a valid node name: names must be non-empty, must not start with `__` and must not contain `:` or `|`")]
+    #[error(
+        "`{name}` is not a valid node name: names must be non-empty, must not start with `__` and must not contain `:` or `|`"
+    )]
     InvalidName {
         /// The name.
         name: String,
@@ -90,7 +96,9 @@ pub enum CheckpointError {
     #[error(
         "thread `{thread}`{} moved on while this run was writing: expected head {}, found {}; \
          another run or worker resumed it first. Reload the state and retry if still needed",
-        ns_suffix(ns), opt_id(expected), opt_id(actual)
+        ns_suffix(ns),
+        opt_id(expected),
+        opt_id(actual)
     )]
     Conflict {
         /// The thread.
@@ -143,7 +151,9 @@ pub enum CheckpointError {
         checkpoint: CheckpointId,
     },
     /// The database schema is newer than this library.
-    #[error("the checkpoint database is at schema version {found}, newer than this library's {supported}; upgrade hitl-runtime")]
+    #[error(
+        "the checkpoint database is at schema version {found}, newer than this library's {supported}; upgrade hitl-runtime"
+    )]
     SchemaTooNew {
         /// The stored version.
         found: i64,
@@ -203,13 +213,19 @@ pub enum ResumeError {
         pending: Vec<InterruptId>,
     },
     /// `Command::resume_by_id` with no entries.
-    #[error("`Command::resume_by_id` was given no answers; pending interrupts: {}", join_ids(pending))]
+    #[error(
+        "`Command::resume_by_id` was given no answers; pending interrupts: {}",
+        join_ids(pending)
+    )]
     EmptyMap {
         /// The pending interrupt ids.
         pending: Vec<InterruptId>,
     },
     /// An id that is not pending.
-    #[error("interrupt {id} is not pending on this thread; pending interrupts: {}", join_ids(pending))]
+    #[error(
+        "interrupt {id} is not pending on this thread; pending interrupts: {}",
+        join_ids(pending)
+    )]
     UnknownInterrupt {
         /// The id given.
         id: InterruptId,
@@ -217,7 +233,9 @@ pub enum ResumeError {
         pending: Vec<InterruptId>,
     },
     /// An interrupt that already has an answer waiting to be used.
-    #[error("interrupt {id} was already answered; continue the run with `invoke(None, ..)` or answer the other pending interrupts")]
+    #[error(
+        "interrupt {id} was already answered; continue the run with `invoke(None, ..)` or answer the other pending interrupts"
+    )]
     AlreadyAnswered {
         /// The interrupt.
         id: InterruptId,
@@ -231,7 +249,9 @@ pub enum ResumeError {
         problems: Vec<String>,
     },
     /// The resume targets a checkpoint that is not the thread's head.
-    #[error("cannot resume at checkpoint {requested}: the thread's head is {head}. Resume without `at_checkpoint`, or time-travel with `invoke(None, ..)` first")]
+    #[error(
+        "cannot resume at checkpoint {requested}: the thread's head is {head}. Resume without `at_checkpoint`, or time-travel with `invoke(None, ..)` first"
+    )]
     NotAtHead {
         /// The checkpoint asked for.
         requested: CheckpointId,
@@ -239,7 +259,9 @@ pub enum ResumeError {
         head: CheckpointId,
     },
     /// An interrupt kind with no validator in this graph.
-    #[error("interrupt {id} was raised by `{kind}`, which this graph does not know; resume it with the graph (or agent middleware) that raised it")]
+    #[error(
+        "interrupt {id} was raised by `{kind}`, which this graph does not know; resume it with the graph (or agent middleware) that raised it"
+    )]
     UnknownKind {
         /// The interrupt.
         id: InterruptId,
@@ -263,7 +285,9 @@ fn join_ids(ids: &[InterruptId]) -> String {
 #[non_exhaustive]
 pub enum RunError {
     /// A checkpointer is configured but the run config names no thread.
-    #[error("this graph has a checkpointer, so every run needs a thread: use `RunConfig::thread(\"id\")`")]
+    #[error(
+        "this graph has a checkpointer, so every run needs a thread: use `RunConfig::thread(\"id\")`"
+    )]
     MissingThreadId,
     /// The state API needs a checkpointer.
     #[error("`{operation}` needs a checkpointer: compile the graph with `.checkpointer(..)`")]
@@ -308,13 +332,17 @@ pub enum RunError {
         message: String,
     },
     /// Too many supersteps in one run.
-    #[error("the run took more than {limit} supersteps without finishing; raise it with `RunConfig::recursion_limit` if the graph really needs more, or check for a cycle that never reaches END")]
+    #[error(
+        "the run took more than {limit} supersteps without finishing; raise it with `RunConfig::recursion_limit` if the graph really needs more, or check for a cycle that never reaches END"
+    )]
     RecursionLimit {
         /// The limit.
         limit: usize,
     },
     /// The run's cancellation token fired.
-    #[error("the run was cancelled; completed tasks kept their writes, `invoke(None, ..)` continues it")]
+    #[error(
+        "the run was cancelled; completed tasks kept their writes, `invoke(None, ..)` continues it"
+    )]
     Cancelled,
     /// A route to a node the graph does not have, or did not declare.
     #[error("node `{from}` routed to `{to}`, {why}")]
@@ -327,7 +355,9 @@ pub enum RunError {
         why: &'static str,
     },
     /// A `Command` with no resume, update or goto.
-    #[error("the command is empty: give it a resume value, an update or a goto (to just continue a thread, use `invoke(None, ..)`)")]
+    #[error(
+        "the command is empty: give it a resume value, an update or a goto (to just continue a thread, use `invoke(None, ..)`)"
+    )]
     EmptyCommand,
     /// A node named in a run setting does not exist.
     #[error(transparent)]

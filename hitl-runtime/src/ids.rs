@@ -233,7 +233,10 @@ mod tests {
         let c = CheckpointId::from_u128(7);
         let base = TaskId::derive(c, "", 1, "a", 0);
         assert_eq!(base, TaskId::derive(c, "", 1, "a", 0));
-        assert_ne!(base, TaskId::derive(CheckpointId::from_u128(8), "", 1, "a", 0));
+        assert_ne!(
+            base,
+            TaskId::derive(CheckpointId::from_u128(8), "", 1, "a", 0)
+        );
         assert_ne!(base, TaskId::derive(c, "sub", 1, "a", 0));
         assert_ne!(base, TaskId::derive(c, "", 2, "a", 0));
         assert_ne!(base, TaskId::derive(c, "", 1, "b", 0));

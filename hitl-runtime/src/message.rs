@@ -423,7 +423,11 @@ mod tests {
     fn serializes_as_langchain_dicts() {
         let ai = Message::assistant_with_tools(
             "",
-            vec![ToolCall::new("send_email", json!({"to": "a@b.c"}), "call_1")],
+            vec![ToolCall::new(
+                "send_email",
+                json!({"to": "a@b.c"}),
+                "call_1",
+            )],
         )
         .with_id("m1");
         assert_eq!(
@@ -447,7 +451,8 @@ mod tests {
         let m: Message = serde_json::from_value(dumped).unwrap();
         assert_eq!(m.tool_calls()[0].args, json!({"x": 1}));
         assert_eq!(m.id(), Some("run-1"));
-        let user: Message = serde_json::from_value(json!({"role": "user", "content": "yo"})).unwrap();
+        let user: Message =
+            serde_json::from_value(json!({"role": "user", "content": "yo"})).unwrap();
         assert_eq!(user, Message::user("yo"));
         let err = serde_json::from_value::<Message>(json!({"type": "robot"})).unwrap_err();
         assert!(err.to_string().contains("unknown message type `robot`"));

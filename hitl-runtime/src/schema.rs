@@ -12,13 +12,17 @@ pub fn schema_of<T: JsonSchema + 'static>() -> Arc<Value> {
     static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Value>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let id = TypeId::of::<T>();
-    if let Some(s) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+    if let Some(s) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&id)
+    {
         return s.clone();
     }
     let schema = Arc::new(schemars::schema_for!(T).to_value());
     cache
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .entry(id)
         .or_insert(schema)
         .clone()
@@ -32,12 +36,18 @@ fn compiled(schema: &Value) -> Result<Compiled, String> {
     const MAX: usize = 1024;
     let cache = CACHE.get_or_init(Default::default);
     let key = schema.to_string();
-    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(v) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
         return Ok(v.clone());
     }
     let validator =
         Arc::new(jsonschema::validator_for(schema).map_err(|e| format!("invalid schema: {e}"))?);
-    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if guard.len() >= MAX {
         guard.clear();
     }

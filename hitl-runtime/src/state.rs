@@ -69,8 +69,7 @@ pub trait State:
     fn encode_channel(&self, channel: usize) -> Result<Box<RawValue>, serde_json::Error>;
 
     /// Replaces one channel's value with the decoded JSON.
-    fn decode_channel(&mut self, channel: usize, json: &RawValue)
-    -> Result<(), serde_json::Error>;
+    fn decode_channel(&mut self, channel: usize, json: &RawValue) -> Result<(), serde_json::Error>;
 
     /// Folds a stored delta (the JSON of what one step wrote to a channel) into the
     /// channel through its reducer.
@@ -162,7 +161,9 @@ impl StepWrites {
         if spec.reducer == ReducerKind::LastValue && self.written.contains(channel) {
             return Err(ReducerError::ConcurrentWrite {
                 channel: spec.name,
-                first: self.writers[channel].clone().unwrap_or_else(|| "input".into()),
+                first: self.writers[channel]
+                    .clone()
+                    .unwrap_or_else(|| "input".into()),
                 second: self.writer.clone().unwrap_or_else(|| "input".into()),
             });
         }

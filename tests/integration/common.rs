@@ -34,13 +34,14 @@ impl Redactor {
             let boundary_ok = (start == 0 || !chars[start - 1].is_ascii_alphanumeric())
                 && (i == chars.len() || !chars[i].is_ascii_alphanumeric());
             let is_hex32 = token.len() == 32 && !token.contains('-');
-            let is_uuid = token.len() == 36
-                && token
-                    .split('-')
-                    .map(str::len)
-                    .eq([8usize, 4, 4, 4, 12].into_iter());
+            let is_uuid =
+                token.len() == 36 && token.split('-').map(str::len).eq([8usize, 4, 4, 4, 12]);
             if boundary_ok && (is_hex32 || is_uuid) {
-                let next = if is_hex32 { &mut self.hex } else { &mut self.uuid };
+                let next = if is_hex32 {
+                    &mut self.hex
+                } else {
+                    &mut self.uuid
+                };
                 let prefix = if is_hex32 { "id" } else { "cp" };
                 let label = self
                     .ids
@@ -76,7 +77,10 @@ pub(crate) fn render<S: State>(event: &StreamEvent<S>) -> String {
             TaskOutcome::Failed(m) => format!("task end {node}: failed: {m}"),
             TaskOutcome::Interrupted(list) => format!(
                 "task end {node}: interrupted {}",
-                list.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(",")
+                list.iter()
+                    .map(|i| i.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             other => format!("task end {node}: {other:?}"),
         },
@@ -100,7 +104,10 @@ pub(crate) fn render<S: State>(event: &StreamEvent<S>) -> String {
 }
 
 /// Drains a stream into a log, one line per event; a run error ends it as `error: ..`.
-pub(crate) async fn log_stream<S: State>(mut stream: RunStream<S>, redactor: &mut Redactor) -> String {
+pub(crate) async fn log_stream<S: State>(
+    mut stream: RunStream<S>,
+    redactor: &mut Redactor,
+) -> String {
     let mut lines = Vec::new();
     while let Some(item) = stream.next().await {
         lines.push(match item {

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use hitl_runtime::{
-    Command, END, GraphError, InMemorySaver, Message, NodeContext, ReducerError,
-    RunConfig, RunError, Route, START, State, StateGraph,
+    Command, END, GraphError, InMemorySaver, Message, NodeContext, ReducerError, Route, RunConfig,
+    RunError, START, State, StateGraph,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,12 @@ fn validation_reports_missing_entry_unreachable_nodes_and_dead_ends() {
     g.add_edge(a, END);
     g.add_edge(lonely, END);
     let err = g.compile().build().unwrap_err();
-    assert_eq!(err, GraphError::Unreachable { node: "lonely".into() });
+    assert_eq!(
+        err,
+        GraphError::Unreachable {
+            node: "lonely".into()
+        }
+    );
     assert!(err.to_string().starts_with("node `lonely` is unreachable"));
 
     let mut g = StateGraph::<Flow>::new();
@@ -100,16 +105,25 @@ fn names_must_be_unique_and_storable_and_handles_stay_in_their_graph() {
 async fn conditional_edges_route_on_the_updated_state() {
     let mut g = StateGraph::<Flow>::new();
     let inc = g.add_node("inc", |s: Arc<Flow>, _| async move {
-        Ok(FlowUpdate::default().step(s.step + 1).log(vec![format!("inc{}", s.step + 1)]))
+        Ok(FlowUpdate::default()
+            .step(s.step + 1)
+            .log(vec![format!("inc{}", s.step + 1)]))
     });
     let done = g.add_node("done", |_, _| async { Ok(log("done")) });
     g.add_edge(START, inc);
     g.add_conditional_edges_to(inc, [inc, done], move |s: &Flow| {
-        if s.step < 3 { Route::to(inc) } else { Route::to(done) }
+        if s.step < 3 {
+            Route::to(inc)
+        } else {
+            Route::to(done)
+        }
     });
     g.add_edge(done, END);
     let app = g.compile().build().unwrap();
-    let out = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap();
+    let out = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap();
     assert_eq!(out.values.log, ["inc1", "inc2", "inc3", "done"]);
 }
 
@@ -125,7 +139,10 @@ async fn a_route_to_an_undeclared_target_fails_the_run() {
     g.add_edge(c, END);
     g.add_edge(START, c);
     let app = g.compile().build().unwrap();
-    let err = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap_err();
+    let err = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, RunError::InvalidRoute { from, to, .. } if from == "a" && to == "c"),
         "{err}"
@@ -144,7 +161,10 @@ async fn command_goto_from_a_node_must_be_declared() {
     g.add_goto_targets(a, [b]);
     g.add_edge(b, END);
     let app = g.compile().build().unwrap();
-    let out = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap();
+    let out = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap();
     assert_eq!(out.values.log, ["a", "b"]);
 
     // The same node without the declaration fails its task.
@@ -159,7 +179,10 @@ async fn command_goto_from_a_node_must_be_declared() {
     g.add_edge(START, b);
     g.add_edge(b, END);
     let app = g.compile().build().unwrap();
-    let err = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap_err();
+    let err = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("did not declare"), "{err}");
 }
 
@@ -173,14 +196,20 @@ async fn two_writes_to_a_last_value_channel_in_one_step_are_an_error() {
         g.add_edge(n, END);
     }
     let app = g.compile().build().unwrap();
-    let err = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap_err();
+    let err = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap_err();
     match err {
         RunError::Reducer(ReducerError::ConcurrentWrite {
             channel,
             first,
             second,
         }) => {
-            assert_eq!((channel, first.as_str(), second.as_str()), ("step", "a", "b"));
+            assert_eq!(
+                (channel, first.as_str(), second.as_str()),
+                ("step", "a", "b")
+            );
         }
         other => panic!("unexpected {other}"),
     }
@@ -199,7 +228,10 @@ async fn updates_apply_in_task_order_whatever_order_tasks_finish_in() {
         g.add_edge(n, END);
     }
     let app = g.compile().build().unwrap();
-    let out = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap();
+    let out = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap();
     assert_eq!(out.values.log, ["slow", "fast"]);
     assert_eq!(out.values.total, 11, "the custom reducer folds both writes");
 }
@@ -251,7 +283,11 @@ async fn the_messages_reducer_replaces_by_id_and_gives_ids_to_new_messages() {
     g.add_edge(START, a);
     g.add_edge(a, b);
     g.add_edge(b, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("m");
     let out = app.invoke(Flow::default(), &cfg).await.unwrap();
     let texts: Vec<String> = out.values.messages.iter().map(Message::text).collect();
@@ -270,7 +306,11 @@ async fn the_recursion_limit_stops_endless_loops() {
     });
     g.add_edge(START, spin);
     g.add_edge(spin, spin);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("loop").recursion_limit(7);
     let err = app.invoke(Flow::default(), &cfg).await.unwrap_err();
     assert!(matches!(err, RunError::RecursionLimit { limit: 7 }));
@@ -297,7 +337,11 @@ async fn a_node_timeout_fails_the_task_and_the_error_is_stored() {
     g.set_timeout(slow, Duration::from_secs(5));
     g.add_edge(START, slow);
     g.add_edge(slow, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("timeout");
     let err = app.invoke(Flow::default(), &cfg).await.unwrap_err();
     assert_eq!(err.to_string(), "node `slow` failed: timed out after 5s");
@@ -329,7 +373,11 @@ async fn cancellation_stops_the_run_and_keeps_finished_writes() {
         g.add_edge(START, n);
         g.add_edge(n, END);
     }
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let token = CancellationToken::new();
     let cfg = RunConfig::thread("cancel")
         .with_metadata("hang", true)
@@ -338,13 +386,20 @@ async fn cancellation_stops_the_run_and_keeps_finished_writes() {
         let (app, cfg) = (app.clone(), cfg.clone());
         async move { app.invoke(Flow::default(), &cfg).await }
     });
-    while app.get_state(&cfg).await.map(|s| s.values.log.is_empty()).unwrap_or(true) {
+    while app
+        .get_state(&cfg)
+        .await
+        .map_or(true, |s| s.values.log.is_empty())
+    {
         tokio::task::yield_now().await;
     }
     token.cancel();
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err, RunError::Cancelled), "{err}");
-    let out = app.invoke(None, &RunConfig::thread("cancel")).await.unwrap();
+    let out = app
+        .invoke(None, &RunConfig::thread("cancel"))
+        .await
+        .unwrap();
     assert_eq!(out.values.log, ["quick", "stuck"]);
     assert_eq!(quick_runs.load(SeqCst), 1);
 }
@@ -360,7 +415,11 @@ async fn a_panicking_node_is_a_stored_task_failure() {
     });
     g.add_edge(START, boom);
     g.add_edge(boom, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let err = app
         .invoke(Flow::default(), &RunConfig::thread("panic"))
         .await
@@ -389,7 +448,10 @@ async fn join_waits_for_branches_of_different_lengths() {
     g.add_join([short, long2], join);
     g.add_edge(join, END);
     let app = g.compile().build().unwrap();
-    let out = app.invoke(Flow::default(), &RunConfig::default()).await.unwrap();
+    let out = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap();
     assert_eq!(out.values.log, ["short", "long1", "long2", "join"]);
     assert_eq!(joined.load(SeqCst), 1);
 }
@@ -402,9 +464,16 @@ async fn command_update_and_goto_on_a_new_thread_start_there() {
     g.add_edge(START, a);
     g.add_edge(a, b);
     g.add_edge(b, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let out = app
-        .invoke(Command::update(log("seed")).goto(b), &RunConfig::thread("goto"))
+        .invoke(
+            Command::update(log("seed")).goto(b),
+            &RunConfig::thread("goto"),
+        )
         .await
         .unwrap();
     assert_eq!(out.values.log, ["seed", "b"]);

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use hitl_runtime::checkpoint::WriteKind;
 use hitl_runtime::{
-    Command, END, InMemorySaver, Interrupt, InterruptId, NodeContext, NodeError,
-    ResumeError, RunConfig, RunError, RunStatus, START, Send, State, StateGraph, StreamMode,
-    schema_of,
+    Command, END, InMemorySaver, Interrupt, InterruptId, NodeContext, NodeError, ResumeError,
+    RunConfig, RunError, RunStatus, START, Send, State, StateGraph, StreamMode, schema_of,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,7 +50,11 @@ async fn three_sequential_interrupts_replay_the_node_from_its_start() {
     });
     g.add_edge(START, ask);
     g.add_edge(ask, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("seq");
 
     let mut redactor = Redactor::default();
@@ -64,7 +67,11 @@ async fn three_sequential_interrupts_replay_the_node_from_its_start() {
         ids.push(state.interrupts[0].id);
         log.push_str("\n-- resume\n");
         log.push_str(
-            &log_stream(app.stream(Command::resume(answer), &cfg, modes), &mut redactor).await,
+            &log_stream(
+                app.stream(Command::resume(answer), &cfg, modes),
+                &mut redactor,
+            )
+            .await,
         );
     }
     assert_eq!(ids.len(), 3);
@@ -95,9 +102,7 @@ async fn three_sequential_interrupts_replay_the_node_from_its_start() {
 }
 
 /// START -> a, b, c (in parallel) -> join -> END; a and b ask, c succeeds.
-fn parallel_graph(
-    runs: Arc<[AtomicUsize; 4]>,
-) -> hitl_runtime::CompiledGraph<Log> {
+fn parallel_graph(runs: Arc<[AtomicUsize; 4]>) -> hitl_runtime::CompiledGraph<Log> {
     let mut g = StateGraph::<Log>::new();
     let r = runs.clone();
     let a = g.add_node("a", move |_, cx: NodeContext| {
@@ -138,7 +143,10 @@ fn parallel_graph(
         g.add_edge(n, join);
     }
     g.add_edge(join, END);
-    g.compile().checkpointer(InMemorySaver::new()).build().unwrap()
+    g.compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap()
 }
 
 fn runs() -> Arc<[AtomicUsize; 4]> {
@@ -194,7 +202,10 @@ async fn a_full_map_resumes_all_parallel_interrupts_in_one_call() {
     let cfg = RunConfig::thread("par-full");
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
     let answers = [(out.interrupts[0].id, "A"), (out.interrupts[1].id, "B")];
-    let out = app.invoke(Command::resume_by_id(answers), &cfg).await.unwrap();
+    let out = app
+        .invoke(Command::resume_by_id(answers), &cfg)
+        .await
+        .unwrap();
     assert!(out.is_done());
     assert_eq!(out.values.log, ["a:A", "b:B", "c", "join"]);
     assert_eq!(runs[3].load(SeqCst), 1);
@@ -223,10 +234,16 @@ async fn unknown_ids_and_empty_maps_are_rejected_and_change_nothing() {
     assert!(err.to_string().contains("is not pending"), "{err}");
 
     let err = app
-        .invoke(Command::resume_by_id(Vec::<(InterruptId, Value)>::new()), &cfg)
+        .invoke(
+            Command::resume_by_id(Vec::<(InterruptId, Value)>::new()),
+            &cfg,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, RunError::Resume(ResumeError::EmptyMap { .. })), "{err}");
+    assert!(
+        matches!(err, RunError::Resume(ResumeError::EmptyMap { .. })),
+        "{err}"
+    );
 
     let after = app.get_state(&cfg).await.unwrap();
     assert_eq!(after.checkpoint_id, before.checkpoint_id);
@@ -242,7 +259,12 @@ async fn unknown_ids_and_empty_maps_are_rejected_and_change_nothing() {
 
     // A correct resume still works.
     let answers = [(pending[0], "A"), (pending[1], "B")];
-    assert!(app.invoke(Command::resume_by_id(answers), &cfg).await.unwrap().is_done());
+    assert!(
+        app.invoke(Command::resume_by_id(answers), &cfg)
+            .await
+            .unwrap()
+            .is_done()
+    );
 }
 
 #[tokio::test]
@@ -274,7 +296,11 @@ async fn a_failed_task_is_stored_and_only_it_runs_again() {
     g.add_edge(ok, after);
     g.add_edge(bad, after);
     g.add_edge(after, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("fail");
 
     let err = app.invoke(Log::default(), &cfg).await.unwrap_err();
@@ -296,7 +322,11 @@ async fn a_failed_task_is_stored_and_only_it_runs_again() {
     let out = app.invoke(None, &cfg).await.unwrap();
     assert!(out.is_done());
     assert_eq!(out.values.log, ["ok", "bad", "after"]);
-    assert_eq!(ok_runs.load(SeqCst), 1, "the finished sibling never re-runs");
+    assert_eq!(
+        ok_runs.load(SeqCst),
+        1,
+        "the finished sibling never re-runs"
+    );
 }
 
 #[tokio::test]
@@ -338,11 +368,18 @@ async fn parallel_branches_with_an_interrupting_and_a_failing_sibling() {
         g.add_edge(n, join);
     }
     g.add_edge(join, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("mixed");
 
     let err = app.invoke(Log::default(), &cfg).await.unwrap_err();
-    assert!(matches!(&err, RunError::NodeFailed { node, .. } if node == "b"), "{err}");
+    assert!(
+        matches!(&err, RunError::NodeFailed { node, .. } if node == "b"),
+        "{err}"
+    );
     let state = app.get_state(&cfg).await.unwrap();
     assert_eq!(state.interrupts.len(), 1, "a's interrupt is pending too");
     let a_id = state.interrupts[0].id;
@@ -352,7 +389,10 @@ async fn parallel_branches_with_an_interrupting_and_a_failing_sibling() {
     broken.store(false, SeqCst);
     let out = app.invoke(None, &cfg).await.unwrap();
     assert!(out.is_interrupted());
-    assert_eq!(out.interrupts[0].id, a_id, "the id is stable until the next checkpoint");
+    assert_eq!(
+        out.interrupts[0].id, a_id,
+        "the id is stable until the next checkpoint"
+    );
     assert_eq!(out.values.log, ["b", "c"]);
 
     let out = app.invoke(Command::resume("yes"), &cfg).await.unwrap();
@@ -371,7 +411,10 @@ async fn without_a_checkpointer_interrupts_surface_but_cannot_be_resumed() {
     g.add_edge(START, ask);
     g.add_edge(ask, END);
     let app = g.compile().build().unwrap();
-    let out = app.invoke(Log::default(), &RunConfig::default()).await.unwrap();
+    let out = app
+        .invoke(Log::default(), &RunConfig::default())
+        .await
+        .unwrap();
     assert!(out.is_interrupted());
     assert_eq!(out.interrupts[0].value, json!("q"));
     assert_eq!(out.checkpoint_id, None);
@@ -392,7 +435,11 @@ async fn a_checkpointer_needs_a_thread_id() {
     let n = g.add_node("n", |_, _| async { Ok(entry("n")) });
     g.add_edge(START, n);
     g.add_edge(n, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let err = app
         .invoke(Log::default(), &RunConfig::default())
         .await
@@ -425,7 +472,10 @@ fn ask_graph(runs: Arc<AtomicUsize>) -> hitl_runtime::CompiledGraph<Log> {
     g.add_edge(pre, ask);
     g.add_edge(ask, post);
     g.add_edge(post, END);
-    g.compile().checkpointer(InMemorySaver::new()).build().unwrap()
+    g.compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -435,20 +485,37 @@ async fn resuming_a_finished_or_unknown_thread_is_an_error() {
     app.invoke(Log::default(), &cfg).await.unwrap();
     app.invoke(Command::resume("x"), &cfg).await.unwrap();
     let before = app.get_state(&cfg).await.unwrap();
-    let err = app.invoke(Command::resume("again"), &cfg).await.unwrap_err();
-    assert!(matches!(err, RunError::Resume(ResumeError::NothingPending { .. })), "{err}");
-    assert_eq!(app.get_state(&cfg).await.unwrap().checkpoint_id, before.checkpoint_id);
+    let err = app
+        .invoke(Command::resume("again"), &cfg)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RunError::Resume(ResumeError::NothingPending { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        app.get_state(&cfg).await.unwrap().checkpoint_id,
+        before.checkpoint_id
+    );
 
     let err = app
         .invoke(Command::resume("x"), &RunConfig::thread("nobody"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RunError::Resume(ResumeError::UnknownThread { .. })), "{err}");
+    assert!(
+        matches!(err, RunError::Resume(ResumeError::UnknownThread { .. })),
+        "{err}"
+    );
     assert!(matches!(
-        app.get_state(&RunConfig::thread("nobody")).await.unwrap_err(),
+        app.get_state(&RunConfig::thread("nobody"))
+            .await
+            .unwrap_err(),
         RunError::UnknownThread { .. }
     ));
-    let err = app.invoke(None, &RunConfig::thread("nobody")).await.unwrap_err();
+    let err = app
+        .invoke(None, &RunConfig::thread("nobody"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RunError::UnknownThread { .. }));
 }
 
@@ -475,7 +542,11 @@ async fn a_swallowed_interrupt_still_interrupts_the_task() {
     });
     g.add_edge(START, sneaky);
     g.add_edge(sneaky, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("sneaky");
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
     assert!(out.is_interrupted());
@@ -516,7 +587,10 @@ fn transfer_graph() -> hitl_runtime::CompiledGraph<Log> {
     });
     g.add_edge(START, pay);
     g.add_edge(pay, END);
-    g.compile().checkpointer(InMemorySaver::new()).build().unwrap()
+    g.compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -526,10 +600,20 @@ async fn a_typed_interrupt_publishes_its_schema_and_rejects_bad_answers_before_s
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
     let pending = &out.interrupts[0];
     assert_eq!(pending.value, json!({"amount": 5000, "to": "acme"}));
-    assert_eq!(pending.resume_schema.as_deref(), Some(&*schema_of::<Approval>()));
+    assert_eq!(
+        pending.resume_schema.as_deref(),
+        Some(&*schema_of::<Approval>())
+    );
 
-    for bad in [json!({"approved": "yes"}), json!({"ok": true}), json!("approve")] {
-        let err = app.invoke(Command::resume(bad.clone()), &cfg).await.unwrap_err();
+    for bad in [
+        json!({"approved": "yes"}),
+        json!({"ok": true}),
+        json!("approve"),
+    ] {
+        let err = app
+            .invoke(Command::resume(bad.clone()), &cfg)
+            .await
+            .unwrap_err();
         let RunError::Resume(ResumeError::InvalidValue { id, problems }) = &err else {
             panic!("{bad} gave {err}");
         };
@@ -553,10 +637,16 @@ async fn a_typed_interrupt_publishes_its_schema_and_rejects_bad_answers_before_s
         "rejected answers are never stored"
     );
     let state = app.get_state(&cfg).await.unwrap();
-    assert_eq!(state.interrupts[0].id, pending.id, "the same interrupt is still pending");
+    assert_eq!(
+        state.interrupts[0].id, pending.id,
+        "the same interrupt is still pending"
+    );
 
     let out = app
-        .invoke(Command::resume_by_id([(pending.id, json!({"approved": true}))]), &cfg)
+        .invoke(
+            Command::resume_by_id([(pending.id, json!({"approved": true}))]),
+            &cfg,
+        )
         .await
         .unwrap();
     assert_eq!(out.values.log, ["paid"]);
@@ -587,10 +677,18 @@ async fn send_fan_out_with_two_of_five_interrupting_answered_by_id_in_one_resume
         }
     });
     g.add_conditional_edges_to(START, [work], move |state: &Fan| {
-        state.items.iter().map(|i| Send::new(work, i)).collect::<Vec<_>>()
+        state
+            .items
+            .iter()
+            .map(|i| Send::new(work, i))
+            .collect::<Vec<_>>()
     });
     g.add_edge(work, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("fan");
     let out = app
         .invoke(
@@ -608,8 +706,14 @@ async fn send_fan_out_with_two_of_five_interrupting_answered_by_id_in_one_resume
     assert_ne!(out.interrupts[0].id, out.interrupts[1].id);
     assert_eq!(out.values.results, ["0", "2", "4"]);
 
-    let answers = [(out.interrupts[0].id, "one"), (out.interrupts[1].id, "three")];
-    let out = app.invoke(Command::resume_by_id(answers), &cfg).await.unwrap();
+    let answers = [
+        (out.interrupts[0].id, "one"),
+        (out.interrupts[1].id, "three"),
+    ];
+    let out = app
+        .invoke(Command::resume_by_id(answers), &cfg)
+        .await
+        .unwrap();
     assert!(out.is_done());
     assert_eq!(out.values.results, ["0", "1:one", "2", "3:three", "4"]);
     let counts: Vec<usize> = runs.iter().map(|c| c.load(SeqCst)).collect();
@@ -629,8 +733,16 @@ async fn pending_interrupts_and_answers_are_stored_as_pending_writes() {
         .filter(|w| w.kind == WriteKind::Interrupt)
         .collect();
     assert_eq!(interrupt_writes.len(), 2);
-    assert!(interrupt_writes.iter().all(|w| w.idx == WriteKind::INTERRUPT_IDX));
-    let results = head.writes.iter().filter(|w| w.kind == WriteKind::Result).count();
+    assert!(
+        interrupt_writes
+            .iter()
+            .all(|w| w.idx == WriteKind::INTERRUPT_IDX)
+    );
+    let results = head
+        .writes
+        .iter()
+        .filter(|w| w.kind == WriteKind::Result)
+        .count();
     assert_eq!(results, 1, "c's result is stored as soon as it finished");
 
     app.invoke(Command::resume_by_id([(out.interrupts[0].id, "A")]), &cfg)
@@ -648,8 +760,7 @@ async fn pending_interrupts_and_answers_are_stored_as_pending_writes() {
 }
 
 #[tokio::test]
-async fn a_subgraph_interrupt_is_resumed_from_the_parent_without_re_running_finished_inner_nodes()
-{
+async fn a_subgraph_interrupt_is_resumed_from_the_parent_without_re_running_finished_inner_nodes() {
     let runs = runs();
     let mut inner = StateGraph::<Log>::new();
     let r = runs.clone();
@@ -688,7 +799,14 @@ async fn a_subgraph_interrupt_is_resumed_from_the_parent_without_re_running_fini
         "sub",
         inner,
         |_: &Log| Log::default(),
-        |done: &Log| LogUpdate::default().log(done.log.iter().map(|l| format!("sub/{l}")).collect::<Vec<_>>()),
+        |done: &Log| {
+            LogUpdate::default().log(
+                done.log
+                    .iter()
+                    .map(|l| format!("sub/{l}"))
+                    .collect::<Vec<_>>(),
+            )
+        },
     );
     let r = runs.clone();
     let after = outer.add_node("after", move |_, _| {
@@ -701,7 +819,11 @@ async fn a_subgraph_interrupt_is_resumed_from_the_parent_without_re_running_fini
     outer.add_edge(START, sub);
     outer.add_edge(sub, after);
     outer.add_edge(after, END);
-    let app = outer.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = outer
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("sub");
 
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
@@ -715,7 +837,10 @@ async fn a_subgraph_interrupt_is_resumed_from_the_parent_without_re_running_fini
 
     let out = app.invoke(Command::resume("yes"), &cfg).await.unwrap();
     assert!(out.is_done(), "{out:?}");
-    assert_eq!(out.values.log, ["sub/first", "sub/ask:yes", "sub/last", "after"]);
+    assert_eq!(
+        out.values.log,
+        ["sub/first", "sub/ask:yes", "sub/last", "after"]
+    );
     assert_eq!([0, 1, 2, 3].map(|i| runs[i].load(SeqCst)), [1, 2, 1, 1]);
 }
 
@@ -739,7 +864,11 @@ async fn concurrent_double_resume_lets_exactly_one_win() {
         g.add_edge(START, ask);
         g.add_edge(ask, act);
         g.add_edge(act, END);
-        let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+        let app = g
+            .compile()
+            .checkpointer(InMemorySaver::new())
+            .build()
+            .unwrap();
         let cfg = RunConfig::thread(format!("race-{round}"));
         app.invoke(Log::default(), &cfg).await.unwrap();
 
@@ -771,7 +900,11 @@ async fn concurrent_double_resume_lets_exactly_one_win() {
                 );
             }
         }
-        assert_eq!(effects.load(SeqCst), 1, "round {round}: the effect ran once");
+        assert_eq!(
+            effects.load(SeqCst),
+            1,
+            "round {round}: the effect ran once"
+        );
         let history = app.get_state_history(&cfg).await.unwrap();
         for pair in history.windows(2) {
             assert_eq!(
@@ -810,7 +943,11 @@ async fn an_answer_that_does_not_decode_fails_the_task_loudly() {
     });
     g.add_edge(START, n);
     g.add_edge(n, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("decode");
     app.invoke(Log::default(), &cfg).await.unwrap();
     let err = app

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per topic.
 
 mod common;
+mod conformance;
 mod graph;
 mod interrupts;
 mod smoke;

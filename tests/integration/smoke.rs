@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use hitl_runtime::{
-    Command, InMemorySaver, NodeContext, NodeError, RunConfig, START, END, State, StateGraph,
+    Command, END, InMemorySaver, NodeContext, NodeError, RunConfig, START, State, StateGraph,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,7 +19,9 @@ async fn ask(_: Arc<Flow>, cx: NodeContext) -> Result<FlowUpdate, NodeError> {
 }
 
 async fn post(s: Arc<Flow>, _: NodeContext) -> Result<FlowUpdate, NodeError> {
-    Ok(FlowUpdate::default().step(s.step + 1).log(vec!["post".to_string()]))
+    Ok(FlowUpdate::default()
+        .step(s.step + 1)
+        .log(vec!["post".to_string()]))
 }
 
 #[tokio::test]
@@ -30,7 +32,11 @@ async fn interrupt_then_resume() {
     g.add_edge(START, a);
     g.add_edge(a, p);
     g.add_edge(p, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("t1");
     let out = app.invoke(Flow::default(), &cfg).await.unwrap();
     assert!(out.is_interrupted());

@@ -70,15 +70,25 @@ async fn static_breakpoints_pause_around_nodes_and_continue_with_none() {
 #[tokio::test]
 async fn breakpoints_can_be_set_per_run_by_name() {
     let (g, _) = xyz(Arc::new([0, 0, 0].map(AtomicUsize::new)));
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("bp-run").interrupt_after(["x"]);
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
     assert_eq!(out.status, RunStatus::Breakpoint);
     assert_eq!(out.next, ["y"]);
-    let out = app.invoke(None, &RunConfig::thread("bp-run")).await.unwrap();
+    let out = app
+        .invoke(None, &RunConfig::thread("bp-run"))
+        .await
+        .unwrap();
     assert!(out.is_done());
     let err = app
-        .invoke(Log::default(), &RunConfig::thread("bp-bad").interrupt_before(["nope"]))
+        .invoke(
+            Log::default(),
+            &RunConfig::thread("bp-bad").interrupt_before(["nope"]),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -107,7 +117,10 @@ fn ask_graph(post_runs: Arc<AtomicUsize>) -> (CompiledGraph<Log>, hitl_runtime::
     g.add_edge(ask, post);
     g.add_edge(post, END);
     (
-        g.compile().checkpointer(InMemorySaver::new()).build().unwrap(),
+        g.compile()
+            .checkpointer(InMemorySaver::new())
+            .build()
+            .unwrap(),
         ask,
     )
 }
@@ -141,10 +154,16 @@ async fn update_state_without_a_node_keeps_the_scheduled_tasks() {
     app.update_state(&cfg, entry("note"), None).await.unwrap();
     let state = app.get_state(&cfg).await.unwrap();
     assert_eq!(state.next, ["ask"]);
-    assert!(state.interrupts.is_empty(), "a new checkpoint has no pending interrupts yet");
+    assert!(
+        state.interrupts.is_empty(),
+        "a new checkpoint has no pending interrupts yet"
+    );
     let out = app.invoke(None, &cfg).await.unwrap();
     assert!(out.is_interrupted());
-    assert_ne!(out.interrupts[0].id, before.interrupts[0].id, "new checkpoint, new id");
+    assert_ne!(
+        out.interrupts[0].id, before.interrupts[0].id,
+        "new checkpoint, new id"
+    );
     let out = app.invoke(Command::resume("Ann"), &cfg).await.unwrap();
     assert_eq!(out.values.log, ["pre", "note", "ask:Ann", "post"]);
 }
@@ -158,7 +177,10 @@ async fn time_travel_forks_from_an_older_checkpoint_and_keeps_the_old_branch() {
     assert_eq!(done.values.log, ["pre", "ask:first", "post"]);
 
     let history = app.get_state_history(&cfg).await.unwrap();
-    let sources: Vec<_> = history.iter().map(|s| (s.step, s.source, s.next.clone())).collect();
+    let sources: Vec<_> = history
+        .iter()
+        .map(|s| (s.step, s.source, s.next.clone()))
+        .collect();
     assert_eq!(
         sources,
         [
@@ -181,7 +203,11 @@ async fn time_travel_forks_from_an_older_checkpoint_and_keeps_the_old_branch() {
 
     let history = app.get_state_history(&cfg).await.unwrap();
     assert_eq!(history.len(), 4 + 3, "both branches are in history");
-    assert!(history.iter().any(|s| s.values.log == ["pre", "ask:first", "post"]));
+    assert!(
+        history
+            .iter()
+            .any(|s| s.values.log == ["pre", "ask:first", "post"])
+    );
     assert_eq!(history[0].values.log, ["pre", "ask:second", "post"]);
 }
 

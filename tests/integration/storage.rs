@@ -23,7 +23,8 @@ struct Whole {
     log: Vec<String>,
 }
 
-const ITEM: &str = "an entry of about a hundred bytes, like a short chat message or a tool result with some text";
+const ITEM: &str =
+    "an entry of about a hundred bytes, like a short chat message or a tool result with some text";
 
 /// Runs `steps` supersteps of one node appending one item, 100 at a time; returns the
 /// bytes stored after each block of 100.
@@ -72,8 +73,16 @@ fn increments(sizes: &[usize]) -> Vec<usize> {
 
 #[tokio::test]
 async fn a_500_step_thread_stores_flat_bytes_per_step() {
-    let deltas = growth::<Deltas>(|n| DeltasUpdate::default().log(vec![format!("{n} {ITEM}")]), 500).await;
-    let whole = growth::<Whole>(|n| WholeUpdate::default().log(vec![format!("{n} {ITEM}")]), 500).await;
+    let deltas = growth::<Deltas>(
+        |n| DeltasUpdate::default().log(vec![format!("{n} {ITEM}")]),
+        500,
+    )
+    .await;
+    let whole = growth::<Whole>(
+        |n| WholeUpdate::default().log(vec![format!("{n} {ITEM}")]),
+        500,
+    )
+    .await;
     let d = increments(&deltas);
     let w = increments(&whole);
     // Deltas: the last hundred steps cost about what the first hundred did (a snapshot
@@ -87,7 +96,10 @@ async fn a_500_step_thread_stores_flat_bytes_per_step() {
     // The control rewrites the list every step, so its blocks grow with the list:
     // this is what the assertion above would see without deltas.
     assert!(w[4] >= w[0] * 5, "control: {w:?}");
-    assert!(deltas[4] * 10 < whole[4], "deltas {deltas:?} vs whole {whole:?}");
+    assert!(
+        deltas[4] * 10 < whole[4],
+        "deltas {deltas:?} vs whole {whole:?}"
+    );
 }
 
 #[tokio::test]

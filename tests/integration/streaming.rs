@@ -31,7 +31,10 @@ fn graph() -> hitl_runtime::CompiledGraph<Log> {
     g.add_edge(pre, ask);
     g.add_edge(ask, post);
     g.add_edge(post, END);
-    g.compile().checkpointer(InMemorySaver::new()).build().unwrap()
+    g.compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -40,7 +43,11 @@ async fn values_mode_ends_with_the_state_and_the_interrupt_and_resume_starts_wit
     let cfg = RunConfig::thread("values");
     let mut r = Redactor::default();
     let first = log_stream(app.stream(Log::default(), &cfg, StreamMode::Values), &mut r).await;
-    let second = log_stream(app.stream(Command::resume("Ann"), &cfg, StreamMode::Values), &mut r).await;
+    let second = log_stream(
+        app.stream(Command::resume("Ann"), &cfg, StreamMode::Values),
+        &mut r,
+    )
+    .await;
     insta::assert_snapshot!(format!("{first}\n-- resume\n{second}"), @r#"
     values {"log":["pre"]}
     interrupt [<id1> ask "name?"]
@@ -55,7 +62,8 @@ async fn values_mode_ends_with_the_state_and_the_interrupt_and_resume_starts_wit
 async fn updates_custom_tasks_and_checkpoints_modes() {
     let app = graph();
     let cfg = RunConfig::thread("all");
-    let modes = StreamMode::Updates | StreamMode::Custom | StreamMode::Tasks | StreamMode::Checkpoints;
+    let modes =
+        StreamMode::Updates | StreamMode::Custom | StreamMode::Tasks | StreamMode::Checkpoints;
     let mut r = Redactor::default();
     let first = log_stream(app.stream(Log::default(), &cfg, modes), &mut r).await;
     let second = log_stream(app.stream(Command::resume("Ann"), &cfg, modes), &mut r).await;
@@ -107,7 +115,11 @@ async fn the_interrupt_event_is_identical_in_every_mode() {
             .filter(|e| matches!(e, StreamEvent::Interrupt { .. }))
             .map(render)
             .collect();
-        assert_eq!(interrupts.len(), 1, "mode {mode:?}: exactly one interrupt event");
+        assert_eq!(
+            interrupts.len(),
+            1,
+            "mode {mode:?}: exactly one interrupt event"
+        );
         assert!(
             matches!(events.last(), Some(StreamEvent::Interrupt { .. })),
             "mode {mode:?}: the interrupt is the last event"
@@ -149,7 +161,11 @@ async fn dropping_a_stream_cancels_its_run() {
     });
     g.add_edge(START, hang);
     g.add_edge(hang, END);
-    let app = g.compile().checkpointer(InMemorySaver::new()).build().unwrap();
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
     let cfg = RunConfig::thread("drop");
     let stream = app.stream(Log::default(), &cfg, StreamMode::Updates);
     started.notified().await;

@@ -2,7 +2,7 @@
 
 use serde_json::value::RawValue;
 
-use super::{Blob, BlobKind, Checkpoint, ChannelVersion, DeltaChain, StoredCheckpoint};
+use super::{Blob, BlobKind, ChannelVersion, Checkpoint, DeltaChain, StoredCheckpoint};
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
 use crate::state::{ChannelMask, State};
@@ -118,11 +118,11 @@ impl StepBlobs {
         let mut blobs = Vec::new();
         for (index, spec) in S::channels().iter().enumerate() {
             let previous = parent.and_then(|p| p.channel(spec.name));
-            if !written.contains(index) {
-                if let Some(prev) = previous {
-                    versions.push(prev.clone());
-                    continue;
-                }
+            if !written.contains(index)
+                && let Some(prev) = previous
+            {
+                versions.push(prev.clone());
+                continue;
             }
             let delta_data = self.deltas[index].as_ref();
             match (spec.reducer.is_delta(), previous, delta_data) {

@@ -65,7 +65,9 @@ impl InMemorySaver {
     fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock cannot leave the maps half-updated in a way
         // that matters more than losing the process's data: keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The bytes stored for one thread (all namespaces).
@@ -75,7 +77,7 @@ impl InMemorySaver {
         if let Some(namespaces) = store.threads.get(thread) {
             for ns in namespaces.values() {
                 for c in ns.checkpoints.values() {
-                    out.checkpoints += serde_json::to_vec(c).map(|v| v.len()).unwrap_or(0);
+                    out.checkpoints += serde_json::to_vec(c).map_or(0, |v| v.len());
                 }
                 out.blobs += ns.blobs.values().map(|(_, d)| d.get().len()).sum::<usize>();
                 out.writes += ns
@@ -103,12 +105,12 @@ impl InMemorySaver {
             return false;
         };
         let mut hit = false;
-        for ((c, _), (_, d)) in ns.blobs.iter_mut() {
-            if c == channel {
-                if let Ok(raw) = RawValue::from_string(data.to_owned()) {
-                    *d = raw;
-                    hit = true;
-                }
+        for ((c, _), (_, d)) in &mut ns.blobs {
+            if c == channel
+                && let Ok(raw) = RawValue::from_string(data.to_owned())
+            {
+                *d = raw;
+                hit = true;
             }
         }
         hit
@@ -213,7 +215,9 @@ impl Checkpointer for InMemorySaver {
             .or_default()
             .entry(ns.to_owned())
             .or_default();
-        if writes.iter().any(|w| w.kind.mode() == WriteMode::InsertOrConflict)
+        if writes
+            .iter()
+            .any(|w| w.kind.mode() == WriteMode::InsertOrConflict)
             && space.head != Some(checkpoint)
         {
             return Err(CheckpointError::Conflict {
@@ -303,7 +307,7 @@ impl Checkpointer for InMemorySaver {
                 continue;
             };
             let Some(head) = space.head else { continue };
-            let writes = space.writes.get(&head).map(Vec::as_slice).unwrap_or(&[]);
+            let writes = space.writes.get(&head).map_or(&[][..], Vec::as_slice);
             let pending =
                 unanswered_interrupts(writes).map_err(|source| CheckpointError::Decode {
                     thread: thread.clone(),
@@ -318,7 +322,7 @@ impl Checkpointer for InMemorySaver {
                 });
             }
         }
-        out.sort_by(|a, b| b.checkpoint.cmp(&a.checkpoint));
+        out.sort_by_key(|p| std::cmp::Reverse(p.checkpoint));
         out.truncate(limit);
         Ok(out)
     }

@@ -147,8 +147,7 @@ impl Checkpoint {
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How a blob's data relates to the channel value.
@@ -304,10 +303,10 @@ pub struct ListFilter {
 impl ListFilter {
     /// Whether a checkpoint passes the filter (ignoring `limit`).
     pub fn matches(&self, checkpoint: &Checkpoint) -> bool {
-        if let Some(before) = self.before {
-            if checkpoint.id >= before {
-                return false;
-            }
+        if let Some(before) = self.before
+            && checkpoint.id >= before
+        {
+            return false;
         }
         self.metadata
             .iter()

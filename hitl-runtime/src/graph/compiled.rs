@@ -26,8 +26,11 @@ pub type ResumeValidator =
 /// checkpoint's state in every process.
 pub(crate) struct StateCache<S> {
     capacity: usize,
-    entries: Mutex<HashMap<(Arc<str>, Arc<str>), (CheckpointId, Arc<S>)>>,
+    entries: Mutex<CacheMap<S>>,
 }
+
+/// (thread, namespace) -> (checkpoint, its state).
+type CacheMap<S> = HashMap<(Arc<str>, Arc<str>), (CheckpointId, Arc<S>)>;
 
 impl<S> StateCache<S> {
     fn new(capacity: usize) -> Self {
@@ -37,8 +40,10 @@ impl<S> StateCache<S> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Arc<str>), (CheckpointId, Arc<S>)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheMap<S>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn peek(&self, thread: &Arc<str>, ns: &Arc<str>) -> Option<CheckpointId> {
@@ -51,7 +56,12 @@ impl<S> StateCache<S> {
     }
 
     /// Takes the state out (so the run owns it and can mutate it without a copy).
-    pub(crate) fn take(&self, thread: &Arc<str>, ns: &Arc<str>, id: CheckpointId) -> Option<Arc<S>> {
+    pub(crate) fn take(
+        &self,
+        thread: &Arc<str>,
+        ns: &Arc<str>,
+        id: CheckpointId,
+    ) -> Option<Arc<S>> {
         let mut entries = self.lock();
         let key = (thread.clone(), ns.clone());
         match entries.get(&key) {
@@ -67,7 +77,11 @@ impl<S> StateCache<S> {
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             // Cheap eviction: drop an arbitrary half.
-            let drop_keys: Vec<_> = entries.keys().take(self.capacity / 2 + 1).cloned().collect();
+            let drop_keys: Vec<_> = entries
+                .keys()
+                .take(self.capacity / 2 + 1)
+                .cloned()
+                .collect();
             for k in drop_keys {
                 entries.remove(&k);
             }
@@ -254,7 +268,12 @@ impl<S: State> fmt::Debug for CompiledGraph<S> {
             .field("name", &self.inner.name)
             .field(
                 "nodes",
-                &self.inner.nodes.iter().map(|n| &*n.name).collect::<Vec<_>>(),
+                &self
+                    .inner
+                    .nodes
+                    .iter()
+                    .map(|n| &*n.name)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }

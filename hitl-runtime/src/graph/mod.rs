@@ -15,8 +15,8 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use compiled::{CompileBuilder, CompiledGraph, ResumeValidator};
 pub(crate) use compiled::GraphInner;
+pub use compiled::{CompileBuilder, CompiledGraph, ResumeValidator};
 
 use crate::checkpoint::TaskSpec;
 use crate::error::{GraphError, NodeError};
@@ -87,8 +87,8 @@ impl<S> Send<S> {
     /// # Panics
     /// If `input` cannot be serialized to JSON (a map with non-string keys, ...).
     pub fn new(node: NodeHandle<S>, input: &impl Serialize) -> Self {
-        let input = serde_json::value::to_raw_value(input)
-            .expect("a Send input must serialize to JSON");
+        let input =
+            serde_json::value::to_raw_value(input).expect("a Send input must serialize to JSON");
         Send { node, input }
     }
 }
@@ -289,7 +289,8 @@ impl<S: State> From<Vec<Send<S>>> for NodeOutput<S> {
 }
 
 pub(crate) type NodeFuture<S> = BoxFuture<'static, Result<NodeOutput<S>, NodeError>>;
-pub(crate) type NodeFn<S> = Arc<dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + std::marker::Send + Sync>;
+pub(crate) type NodeFn<S> =
+    Arc<dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + std::marker::Send + Sync>;
 pub(crate) type RouteFn<S> = Arc<dyn Fn(&S) -> Route<S> + std::marker::Send + Sync>;
 
 pub(crate) struct NodeSpec<S: State> {
@@ -460,7 +461,8 @@ impl<S: State> StateGraph<S> {
             && !name.contains(':')
             && !name.contains('|');
         if !valid {
-            self.errors.push(GraphError::InvalidName { name: name.into() });
+            self.errors
+                .push(GraphError::InvalidName { name: name.into() });
         } else if self.nodes.iter().any(|n| &*n.name == name) {
             self.errors
                 .push(GraphError::DuplicateNode { name: name.into() });
@@ -583,8 +585,12 @@ impl<S: State> StateGraph<S> {
         self.push_conditional(from.into(), Some(targets), route);
     }
 
-    fn push_conditional<F, R>(&mut self, from: EdgeSource<S>, targets: Option<Vec<Target>>, route: F)
-    where
+    fn push_conditional<F, R>(
+        &mut self,
+        from: EdgeSource<S>,
+        targets: Option<Vec<Target>>,
+        route: F,
+    ) where
         F: Fn(&S) -> R + std::marker::Send + Sync + 'static,
         R: Into<Route<S>>,
     {
@@ -596,7 +602,11 @@ impl<S: State> StateGraph<S> {
 
     /// Runs `target` once every node in `sources` has run since `target` last ran
     /// (fan-in of branches that finish in different supersteps).
-    pub fn add_join(&mut self, sources: impl IntoIterator<Item = NodeHandle<S>>, target: NodeHandle<S>) {
+    pub fn add_join(
+        &mut self,
+        sources: impl IntoIterator<Item = NodeHandle<S>>,
+        target: NodeHandle<S>,
+    ) {
         let sources: Vec<usize> = sources.into_iter().filter_map(|h| self.check(h)).collect();
         if let Some(target) = self.check(target) {
             self.joins.push(Join { sources, target });
@@ -652,18 +662,24 @@ impl<S: State> StateGraph<S> {
         let mut reachable = vec![false; n];
         let mut stack: Vec<usize> = Vec::new();
         let open_targets = |edges: &Edges<S>| edges.conditional.iter().any(|c| c.targets.is_none());
-        let push_targets = |edges: &Edges<S>, extra: Option<&Vec<Target>>, stack: &mut Vec<usize>| {
-            let declared = edges
-                .fixed
-                .iter()
-                .chain(edges.conditional.iter().flat_map(|c| c.targets.iter().flatten()))
-                .chain(extra.into_iter().flatten());
-            for t in declared {
-                if let Target::Node(i) = t {
-                    stack.push(*i);
+        let push_targets =
+            |edges: &Edges<S>, extra: Option<&Vec<Target>>, stack: &mut Vec<usize>| {
+                let declared = edges
+                    .fixed
+                    .iter()
+                    .chain(
+                        edges
+                            .conditional
+                            .iter()
+                            .flat_map(|c| c.targets.iter().flatten()),
+                    )
+                    .chain(extra.into_iter().flatten());
+                for t in declared {
+                    if let Target::Node(i) = t {
+                        stack.push(*i);
+                    }
                 }
-            }
-        };
+            };
         let mut everything = open_targets(&self.start);
         push_targets(&self.start, None, &mut stack);
         while let Some(i) = stack.pop() {
@@ -671,19 +687,21 @@ impl<S: State> StateGraph<S> {
                 continue;
             }
             everything |= open_targets(&self.edges[i]);
-            push_targets(&self.edges[i], self.nodes[i].goto_targets.as_ref(), &mut stack);
+            push_targets(
+                &self.edges[i],
+                self.nodes[i].goto_targets.as_ref(),
+                &mut stack,
+            );
             for j in &self.joins {
                 if j.sources.contains(&i) {
                     stack.push(j.target);
                 }
             }
         }
-        if !everything {
-            if let Some(i) = reachable.iter().position(|r| !r) {
-                return Err(GraphError::Unreachable {
-                    node: self.nodes[i].name.to_string(),
-                });
-            }
+        if !everything && let Some(i) = reachable.iter().position(|r| !r) {
+            return Err(GraphError::Unreachable {
+                node: self.nodes[i].name.to_string(),
+            });
         }
         for (i, node) in self.nodes.iter().enumerate() {
             let edges = &self.edges[i];
@@ -723,14 +741,14 @@ pub(crate) fn resolve_gotos<S: State>(
     for g in gotos {
         let (handle, input) = match g {
             Goto::End => {
-                if let Some(allowed) = allowed {
-                    if !allowed.contains(&Target::End) {
-                        return Err(crate::error::RunError::InvalidRoute {
-                            from: from.into(),
-                            to: "END".into(),
-                            why: "which it did not declare; add END to its declared targets",
-                        });
-                    }
+                if let Some(allowed) = allowed
+                    && !allowed.contains(&Target::End)
+                {
+                    return Err(crate::error::RunError::InvalidRoute {
+                        from: from.into(),
+                        to: "END".into(),
+                        why: "which it did not declare; add END to its declared targets",
+                    });
                 }
                 continue;
             }
@@ -744,14 +762,14 @@ pub(crate) fn resolve_gotos<S: State>(
                 why: "a node of another graph",
             });
         }
-        if let Some(allowed) = allowed {
-            if !allowed.contains(&Target::Node(handle.index())) {
-                return Err(crate::error::RunError::InvalidRoute {
-                    from: from.into(),
-                    to: nodes[handle.index()].name.to_string(),
-                    why: "which it did not declare; list it in `add_conditional_edges_to` or `add_goto_targets`",
-                });
-            }
+        if let Some(allowed) = allowed
+            && !allowed.contains(&Target::Node(handle.index()))
+        {
+            return Err(crate::error::RunError::InvalidRoute {
+                from: from.into(),
+                to: nodes[handle.index()].name.to_string(),
+                why: "which it did not declare; list it in `add_conditional_edges_to` or `add_goto_targets`",
+            });
         }
         out.push(TaskSpec {
             node: nodes[handle.index()].name.to_string(),

@@ -58,7 +58,10 @@ impl<S: State> Command<S> {
     pub fn resume_by_id<V: Serialize>(answers: impl IntoIterator<Item = (InterruptId, V)>) -> Self {
         let mut c = Command::new();
         c.resume = Some(Resume::ById(
-            answers.into_iter().map(|(id, v)| (id, to_json(v))).collect(),
+            answers
+                .into_iter()
+                .map(|(id, v)| (id, to_json(v)))
+                .collect(),
         ));
         c
     }

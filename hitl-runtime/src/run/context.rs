@@ -89,7 +89,10 @@ impl NodeContext {
     }
 
     fn lock(&self) -> MutexGuard<'_, InterruptState> {
-        self.task.interrupts.lock().unwrap_or_else(|e| e.into_inner())
+        self.task
+            .interrupts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The node's name.
@@ -141,7 +144,10 @@ impl NodeContext {
             ))
         })?;
         serde_json::from_str(raw.get()).map_err(|e| {
-            NodeError::msg(format!("the Send input of `{}` does not decode: {e}", self.task.node))
+            NodeError::msg(format!(
+                "the Send input of `{}` does not decode: {e}",
+                self.task.node
+            ))
         })
     }
 
@@ -164,7 +170,9 @@ impl NodeContext {
         let value = match serde_json::to_value(&value) {
             Ok(v) => v,
             Err(e) => {
-                self.fail(format!("the interrupt payload does not serialize to JSON: {e}"));
+                self.fail(format!(
+                    "the interrupt payload does not serialize to JSON: {e}"
+                ));
                 return Err(Interrupted);
             }
         };
@@ -243,14 +251,14 @@ impl NodeContext {
 
     /// Emits a model token chunk to the messages stream mode.
     pub fn emit_message(&self, chunk: MessageChunk) {
-        if self.streams_messages() {
-            if let Some(sink) = &self.task.run.events {
-                sink(ContextEvent::Message {
-                    ns: self.task.ns.clone(),
-                    node: self.task.node.clone(),
-                    chunk,
-                });
-            }
+        if self.streams_messages()
+            && let Some(sink) = &self.task.run.events
+        {
+            sink(ContextEvent::Message {
+                ns: self.task.ns.clone(),
+                node: self.task.node.clone(),
+                chunk,
+            });
         }
     }
 
@@ -261,7 +269,7 @@ impl NodeContext {
             .config
             .cancel
             .as_ref()
-            .is_some_and(|t| t.is_cancelled())
+            .is_some_and(tokio_util::sync::CancellationToken::is_cancelled)
     }
 }
 

@@ -24,9 +24,7 @@ use super::command::{Command, Input, Resume};
 use super::config::RunConfig;
 use super::context::{ContextEvent, ContextSink, NodeContext, RunShared, TaskShared};
 use super::output::{RunOutput, RunStatus, StateSnapshot, TaskInfo};
-use super::pending::{
-    self, Collected, CommandPayload, ErrorPayload, ResultPayload, ResumePayload,
-};
+use super::pending::{self, Collected, CommandPayload, ErrorPayload, ResultPayload, ResumePayload};
 use super::stream::{Sink, StreamEvent, StreamMode, StreamModes, TaskOutcome};
 use crate::checkpoint::{
     Checkpoint, CheckpointSource, CheckpointWrite, Checkpointer, InMemorySaver, StepBlobs,
@@ -69,7 +67,10 @@ struct Planned<S: State> {
     prior: Option<Outcome<S>>,
 }
 
-fn decode_err(thread: &str, what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> CheckpointError {
+fn decode_err(
+    thread: &str,
+    what: impl Into<String>,
+) -> impl FnOnce(serde_json::Error) -> CheckpointError {
     let thread = thread.to_owned();
     let what = what.into();
     move |source| CheckpointError::Decode {
@@ -128,10 +129,7 @@ fn apply_update<S: State>(
 /// The state of a checkpoint with the finished tasks' updates applied (what a paused
 /// superstep looks like from outside). Falls back to the committed state if the
 /// updates conflict.
-fn preview<'a, S: State>(
-    state: &Arc<S>,
-    updates: impl Iterator<Item = &'a S::Update>,
-) -> Arc<S> {
+fn preview<'a, S: State>(state: &Arc<S>, updates: impl Iterator<Item = &'a S::Update>) -> Arc<S> {
     let mut updates = updates.peekable();
     if updates.peek().is_none() {
         return state.clone();
@@ -259,7 +257,11 @@ pub(crate) async fn run_subgraph<T: State>(
     };
     let current = match runner.load(None).await? {
         Some(head) => head,
-        None => runner.write_input(None, initial.into_update(), None).await?,
+        None => {
+            runner
+                .write_input(None, initial.into_update(), None)
+                .await?
+        }
     };
     let out = runner.drive(current, &parent.run).await?;
     match out.status {
@@ -295,10 +297,10 @@ impl<S: State> Runner<S> {
     }
 
     fn emit(&self, mode: StreamMode, event: impl FnOnce() -> StreamEvent<S>) {
-        if let Some(sink) = &self.sink {
-            if sink.wants(mode) {
-                sink.send(event());
-            }
+        if let Some(sink) = &self.sink
+            && sink.wants(mode)
+        {
+            sink.send(event());
         }
     }
 
@@ -314,7 +316,11 @@ impl<S: State> Runner<S> {
         };
         let state = match self
             .cacheable
-            .then(|| self.graph.cache.take(&self.thread, &self.ns, stored.checkpoint.id))
+            .then(|| {
+                self.graph
+                    .cache
+                    .take(&self.thread, &self.ns, stored.checkpoint.id)
+            })
             .flatten()
         {
             Some(state) => state,
@@ -368,11 +374,11 @@ impl<S: State> Runner<S> {
                 let head = head.ok_or_else(|| RunError::UnknownThread {
                     thread: self.thread.to_string(),
                 })?;
-                if let Some(target) = self.cfg.checkpoint_id {
-                    if target != head.checkpoint.id {
-                        let fork = self.fork(target, head).await?;
-                        return Ok((fork, HashMap::new()));
-                    }
+                if let Some(target) = self.cfg.checkpoint_id
+                    && target != head.checkpoint.id
+                {
+                    let fork = self.fork(target, head).await?;
+                    return Ok((fork, HashMap::new()));
                 }
                 let answers = head.collected.answers.clone();
                 Ok((head, answers))
@@ -416,14 +422,14 @@ impl<S: State> Runner<S> {
                 .await?;
             return Ok((current, HashMap::new()));
         };
-        if let Some(target) = self.cfg.checkpoint_id {
-            if target != head.checkpoint.id {
-                return Err(ResumeError::NotAtHead {
-                    requested: target,
-                    head: head.checkpoint.id,
-                }
-                .into());
+        if let Some(target) = self.cfg.checkpoint_id
+            && target != head.checkpoint.id
+        {
+            return Err(ResumeError::NotAtHead {
+                requested: target,
+                head: head.checkpoint.id,
             }
+            .into());
         }
         let mut writes = Vec::new();
         let mut answers = head.collected.answers.clone();
@@ -454,10 +460,14 @@ impl<S: State> Runner<S> {
             let update = match update {
                 Some(mut u) => {
                     u.prepare();
-                    Some(encode_update::<S>(&u).map_err(|e| RunError::InvalidUpdate {
-                        writer: "command".into(),
-                        message: e.to_string(),
-                    })?.1)
+                    Some(
+                        encode_update::<S>(&u)
+                            .map_err(|e| RunError::InvalidUpdate {
+                                writer: "command".into(),
+                                message: e.to_string(),
+                            })?
+                            .1,
+                    )
                 }
                 None => None,
             };
@@ -500,7 +510,13 @@ impl<S: State> Runner<S> {
         let mut writes = StepWrites::new(S::channels());
         writes.set_writer("input");
         let mut blobs = StepBlobs::new(S::channels().len());
-        apply_update(Arc::make_mut(&mut state), update, &pieces, &mut writes, &mut blobs)?;
+        apply_update(
+            Arc::make_mut(&mut state),
+            update,
+            &pieces,
+            &mut writes,
+            &mut blobs,
+        )?;
         let next = match next {
             Some(n) => n,
             None => self.entry(&state)?,
@@ -548,7 +564,11 @@ impl<S: State> Runner<S> {
                 expected_head,
             })
             .await?;
-        if self.sink.as_ref().is_some_and(|s| s.wants(StreamMode::Checkpoints)) {
+        if self
+            .sink
+            .as_ref()
+            .is_some_and(|s| s.wants(StreamMode::Checkpoints))
+        {
             let snapshot = snapshot_of(
                 &self.graph,
                 &self.thread,
@@ -593,7 +613,8 @@ impl<S: State> Runner<S> {
             collected: Collected::default(),
             created_here: false,
         };
-        self.put(&current, Vec::new(), Some(head.checkpoint.id)).await?;
+        self.put(&current, Vec::new(), Some(head.checkpoint.id))
+            .await?;
         Ok(current)
     }
 
@@ -601,16 +622,25 @@ impl<S: State> Runner<S> {
     fn entry(&self, state: &S) -> Result<Vec<TaskSpec>, RunError> {
         let mut next = Vec::new();
         let mut seen = HashSet::new();
-        route_from(&self.graph, "START", &self.graph.start, state, &mut next, &mut seen)?;
+        route_from(
+            &self.graph,
+            "START",
+            &self.graph.start,
+            state,
+            &mut next,
+            &mut seen,
+        )?;
         Ok(next)
     }
 
     fn plan(&self, current: &Current<S>) -> Result<Vec<Planned<S>>, RunError> {
-        let specs = current
-            .checkpoint
-            .next
-            .iter()
-            .chain(current.collected.commands.iter().flat_map(|c| c.goto.iter()));
+        let specs = current.checkpoint.next.iter().chain(
+            current
+                .collected
+                .commands
+                .iter()
+                .flat_map(|c| c.goto.iter()),
+        );
         let mut planned = Vec::new();
         for (position, spec) in specs.enumerate() {
             let node = *self.graph.by_name.get(spec.node.as_str()).ok_or_else(|| {
@@ -673,7 +703,13 @@ impl<S: State> Runner<S> {
         let mut steps = 0usize;
         loop {
             let mut planned = self.plan(&current)?;
-            if planned.is_empty() && current.collected.commands.iter().all(|c| c.update.is_none()) {
+            if planned.is_empty()
+                && current
+                    .collected
+                    .commands
+                    .iter()
+                    .all(|c| c.update.is_none())
+            {
                 return Ok(self.stop(current, RunStatus::Done, Vec::new(), &planned));
             }
             if current.created_here && planned.iter().any(|t| self.before[t.node]) {
@@ -967,7 +1003,7 @@ impl<S: State> Runner<S> {
         }
         let mut next = Vec::new();
         let mut triggered = HashSet::new();
-        for (node, goto) in routes.iter() {
+        for (node, goto) in &routes {
             let name = &self.graph.nodes[*node].name;
             route_from(
                 &self.graph,
@@ -1157,7 +1193,14 @@ fn settle<S: State>(
     }
     let mut goto = Vec::new();
     let allowed = spec.goto_targets.as_deref().unwrap_or(&[]);
-    if let Err(e) = resolve_gotos(graph.id, &graph.nodes, &spec.name, Some(allowed), output.goto, &mut goto) {
+    if let Err(e) = resolve_gotos(
+        graph.id,
+        &graph.nodes,
+        &spec.name,
+        Some(allowed),
+        output.goto,
+        &mut goto,
+    ) {
         return Outcome::Failed {
             message: e.to_string(),
             source: None,
@@ -1249,13 +1292,14 @@ fn validate_resume<S: State>(
         };
         let value = value.map_err(|e| invalid(vec![e]))?;
         if let Some(kind) = &interrupt.kind {
-            let validator = graph
-                .validators
-                .get(kind.as_str())
-                .ok_or_else(|| ResumeError::UnknownKind {
-                    id: interrupt.id,
-                    kind: kind.clone(),
-                })?;
+            let validator =
+                graph
+                    .validators
+                    .get(kind.as_str())
+                    .ok_or_else(|| ResumeError::UnknownKind {
+                        id: interrupt.id,
+                        kind: kind.clone(),
+                    })?;
             validator(interrupt, &value).map_err(invalid)?;
         }
         if let Some(schema) = &interrupt.resume_schema {
@@ -1284,10 +1328,10 @@ pub(crate) fn snapshot_of<S: State>(
     for (position, spec) in specs.enumerate() {
         let id = TaskId::derive(checkpoint.id, "", checkpoint.step, &spec.node, position);
         let result = collected.results.get(&id);
-        if let Some(raw) = result.and_then(|r| r.update.as_ref()) {
-            if let Ok(u) = serde_json::from_str::<S::Update>(raw.get()) {
-                finished_updates.push(u);
-            }
+        if let Some(raw) = result.and_then(|r| r.update.as_ref())
+            && let Ok(u) = serde_json::from_str::<S::Update>(raw.get())
+        {
+            finished_updates.push(u);
         }
         let interrupts = if is_head {
             collected
@@ -1314,7 +1358,10 @@ pub(crate) fn snapshot_of<S: State>(
                 .and_then(|raw| serde_json::from_str(raw.get()).ok()),
         });
     }
-    let interrupts = tasks.iter().flat_map(|t| t.interrupts.iter().cloned()).collect();
+    let interrupts = tasks
+        .iter()
+        .flat_map(|t| t.interrupts.iter().cloned())
+        .collect();
     let next = tasks
         .iter()
         .filter(|t| !is_head || !collected.results.contains_key(&t.id))
@@ -1357,7 +1404,14 @@ pub(crate) fn snapshot_from_stored<S: State>(
         thread,
         format!("pending writes of checkpoint {}", stored.checkpoint.id),
     ))?;
-    Ok(snapshot_of(graph, thread, stored.checkpoint, state, &collected, is_head))
+    Ok(snapshot_of(
+        graph,
+        thread,
+        stored.checkpoint,
+        state,
+        &collected,
+        is_head,
+    ))
 }
 
 /// Writes an `update_state` checkpoint.
@@ -1421,7 +1475,13 @@ pub(crate) async fn update_state<S: State>(
     let mut writes = StepWrites::new(S::channels());
     writes.set_writer(writer);
     let mut blobs = StepBlobs::new(S::channels().len());
-    apply_update(Arc::make_mut(&mut state), update, &pieces, &mut writes, &mut blobs)?;
+    apply_update(
+        Arc::make_mut(&mut state),
+        update,
+        &pieces,
+        &mut writes,
+        &mut blobs,
+    )?;
     let id = CheckpointId::new_after(Some(head_id.max(parent.id)));
     let mut seen = parent.versions_seen.clone();
     let next = match as_node {

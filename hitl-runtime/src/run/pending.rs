@@ -102,7 +102,12 @@ pub(crate) fn raw(value: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("internal payloads serialize")
 }
 
-pub(crate) fn write(task_id: TaskId, idx: i32, kind: WriteKind, value: &impl Serialize) -> PendingWrite {
+pub(crate) fn write(
+    task_id: TaskId,
+    idx: i32,
+    kind: WriteKind,
+    value: &impl Serialize,
+) -> PendingWrite {
     PendingWrite {
         task_id,
         idx,

@@ -168,7 +168,9 @@ pub enum StreamEvent<S: State> {
 impl<S: State> fmt::Debug for StreamEvent<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StreamEvent::Values { values } => f.debug_struct("Values").field("values", values).finish(),
+            StreamEvent::Values { values } => {
+                f.debug_struct("Values").field("values", values).finish()
+            }
             StreamEvent::Update { node, update, .. } => f
                 .debug_struct("Update")
                 .field("node", node)
