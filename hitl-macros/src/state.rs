@@ -204,12 +204,24 @@ fn generate(input: &DeriveInput, channels: &[Channel<'_>]) -> TokenStream {
         let ident = c.ident;
         let ty = &c.field.ty;
         let doc = format!("Sets `{ident}`.");
-        quote! {
-            #[doc = #doc]
-            #[must_use]
-            pub fn #ident(mut self, value: impl ::core::convert::Into<#ty>) -> Self {
-                self.#ident = ::core::option::Option::Some(value.into());
-                self
+        // Numbers and bools take the exact type so that literals infer (`.step(3)`).
+        if is_primitive(ty) {
+            quote! {
+                #[doc = #doc]
+                #[must_use]
+                pub fn #ident(mut self, value: #ty) -> Self {
+                    self.#ident = ::core::option::Option::Some(value);
+                    self
+                }
+            }
+        } else {
+            quote! {
+                #[doc = #doc]
+                #[must_use]
+                pub fn #ident(mut self, value: impl ::core::convert::Into<#ty>) -> Self {
+                    self.#ident = ::core::option::Option::Some(value.into());
+                    self
+                }
             }
         }
     });
@@ -328,5 +340,19 @@ fn generate(input: &DeriveInput, channels: &[Channel<'_>]) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+fn is_primitive(ty: &syn::Type) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char",
+    ];
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|i| PRIMITIVES.contains(&i.to_string().as_str())),
+        _ => false,
     }
 }

@@ -69,7 +69,7 @@ pub use state::{State, StateUpdate};
 ///     step: u32,                 // last value; two writes in one superstep are an error
 /// }
 ///
-/// let update = FlowUpdate::default().step(3u32).log(vec!["a".to_string()]);
+/// let update = FlowUpdate::default().step(3).log(vec!["a".to_string()]);
 /// assert_eq!(update.step, Some(3));
 /// ```
 ///
@@ -96,3 +96,8 @@ pub use hitl_macros::State;
 /// ```
 #[cfg(feature = "macros")]
 pub use hitl_macros::Interrupt;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -189,8 +189,8 @@ async fn command_goto_from_a_node_must_be_declared() {
 #[tokio::test]
 async fn two_writes_to_a_last_value_channel_in_one_step_are_an_error() {
     let mut g = StateGraph::<Flow>::new();
-    let a = g.add_node("a", |_, _| async { Ok(FlowUpdate::default().step(1u32)) });
-    let b = g.add_node("b", |_, _| async { Ok(FlowUpdate::default().step(2u32)) });
+    let a = g.add_node("a", |_, _| async { Ok(FlowUpdate::default().step(1)) });
+    let b = g.add_node("b", |_, _| async { Ok(FlowUpdate::default().step(2)) });
     for n in [a, b] {
         g.add_edge(START, n);
         g.add_edge(n, END);
@@ -220,9 +220,9 @@ async fn updates_apply_in_task_order_whatever_order_tasks_finish_in() {
     let mut g = StateGraph::<Flow>::new();
     let slow = g.add_node("slow", |_, _| async {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        Ok(log("slow").total(1u64))
+        Ok(log("slow").total(1))
     });
-    let fast = g.add_node("fast", |_, _| async { Ok(log("fast").total(10u64)) });
+    let fast = g.add_node("fast", |_, _| async { Ok(log("fast").total(10)) });
     for n in [slow, fast] {
         g.add_edge(START, n);
         g.add_edge(n, END);

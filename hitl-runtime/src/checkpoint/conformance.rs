@@ -1,7 +1,7 @@
 //! The checkpointer conformance suite: every backend runs these checks.
 //!
-//! Implement [`Harness`] for your backend and expand [`checkpointer_conformance!`]
-//! (`hitl_runtime::checkpointer_conformance!`) in a test module: it generates one
+//! Implement [`Harness`] for your backend and expand
+//! [`checkpointer_conformance!`](crate::checkpointer_conformance) in a test module: it generates one
 //! `#[tokio::test]` per check.
 //!
 //! ```ignore
