@@ -28,7 +28,7 @@ impl<'c, T> Slot<'c, T> {
         if self.value.is_some() {
             self.cx.error_spanned_by(
                 tokens,
-                format!("duplicate `{}` in `#[{}(..)]`", self.key, self.attr),
+                format!("duplicate `{}` in `#[{}]`", self.key, self.attr),
             );
         } else {
             self.value = Some((tokens, value));
@@ -45,7 +45,7 @@ pub(crate) fn unknown_key(path: &syn::Path, attr: &str, allowed: &[&str]) -> syn
     let key = path
         .get_ident()
         .map_or_else(|| path.to_token_stream().to_string(), ToString::to_string);
-    let mut message = format!("unknown key `{key}` in `#[{attr}(..)]`");
+    let mut message = format!("unknown key `{key}` in `#[{attr}]`");
     if let Some(close) = closest(&key, allowed) {
         message.push_str(&format!("; did you mean `{close}`?"));
     }

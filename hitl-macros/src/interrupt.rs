@@ -9,7 +9,7 @@ use crate::ctxt::Ctxt;
 
 pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
-    let mut resume = Slot::new(&cx, "interrupt", "resume");
+    let mut resume = Slot::new(&cx, "interrupt(..)", "resume");
     for attr in input
         .attrs
         .iter()
@@ -21,7 +21,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 resume.set(&meta.path, ty);
                 Ok(())
             } else {
-                Err(unknown_key(&meta.path, "interrupt", &["resume"]))
+                Err(unknown_key(&meta.path, "interrupt(..)", &["resume"]))
             }
         });
         if let Err(e) = result {

@@ -9,8 +9,12 @@
 mod attr;
 mod ctxt;
 mod debug;
+mod decisions;
 mod interrupt;
+mod policy_map;
 mod state;
+mod tool;
+mod tool_set;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -43,4 +47,24 @@ pub fn derive_interrupt(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     let name = input.ident.to_string();
     finish("derive(Interrupt)", &name, interrupt::expand(input))
+}
+
+/// Makes a function a tool. See the re-export in `hitl_runtime`.
+#[proc_macro_attribute]
+pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item: proc_macro2::TokenStream = item.into();
+    let name = tool::debug_name(&item);
+    finish("#[tool]", &name, Ok(tool::expand(attr.into(), item)))
+}
+
+/// Review policies by tool. See the re-export in `hitl_runtime`.
+#[proc_macro]
+pub fn interrupt_on(input: TokenStream) -> TokenStream {
+    finish("interrupt_on!", "interrupt_on", policy_map::expand(input.into()))
+}
+
+/// A typed tool set. See the re-export in `hitl_runtime`.
+#[proc_macro]
+pub fn tools(input: TokenStream) -> TokenStream {
+    finish("tools!", "tools", tool_set::expand(input.into()))
 }

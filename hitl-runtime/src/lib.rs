@@ -15,15 +15,18 @@
 #[allow(unused_extern_crates)]
 extern crate self as hitl_runtime;
 
+pub mod agent;
 pub mod checkpoint;
 mod error;
 mod graph;
 mod ids;
 mod interrupt;
 pub mod message;
+pub mod policy;
 mod run;
 mod schema;
 pub mod state;
+pub mod tool;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -46,7 +49,10 @@ pub use run::{
     StreamEvent, StreamMode, StreamModes, StreamWriter, TaskInfo, TaskOutcome,
 };
 pub use schema::{schema_of, validate as validate_json};
+pub use agent::AgentState;
+pub use policy::{Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
 pub use state::{State, StateUpdate};
+pub use tool::{DynTool, Tool, ToolContext, ToolError, ToolSet, ToolSpec};
 
 /// Derives [`State`]: each field is a channel.
 ///
@@ -96,6 +102,43 @@ pub use hitl_macros::State;
 /// ```
 #[cfg(feature = "macros")]
 pub use hitl_macros::Interrupt;
+
+#[cfg(feature = "macros")]
+#[doc = include_str!("docs/tool.md")]
+pub use hitl_macros::tool;
+
+/// Review policies by tool, overriding the tools' `#[tool(interrupt(..))]`.
+///
+/// ```
+/// # use hitl_runtime::{tool, interrupt_on, ToolError};
+/// /// Delete a file.
+/// #[tool(interrupt(allowed = [approve, reject]))]
+/// async fn delete_file(path: String) -> Result<String, ToolError> { Ok(path) }
+/// /// Send an email.
+/// #[tool]
+/// async fn send_email(to: String) -> Result<String, ToolError> { Ok(to) }
+/// /// Read data.
+/// #[tool]
+/// async fn read_data() -> Result<String, ToolError> { Ok(String::new()) }
+///
+/// let policies = interrupt_on! {
+///     delete_file: [approve, reject],  // these decisions
+///     send_email: true,                // every decision
+///     read_data: false,                // never reviewed
+/// };
+/// assert!(policies.get("read_data").unwrap().is_none());
+/// ```
+///
+/// Each key is a tool in scope (a misspelled name does not compile) and each decision
+/// is one of `approve`, `edit`, `reject`, `respond` (anything else does not compile).
+#[cfg(feature = "macros")]
+pub use hitl_macros::interrupt_on;
+
+/// A typed set of tools for an agent: `tools![read_file, delete_file]`.
+///
+/// Each name must be a `#[tool]` in scope; a missing one does not compile.
+#[cfg(feature = "macros")]
+pub use hitl_macros::tools;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

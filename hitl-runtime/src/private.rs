@@ -7,7 +7,15 @@ pub use serde_json::value::RawValue;
 pub use std::boxed::Box;
 pub use std::sync::Arc;
 
+pub use futures_util::future::BoxFuture;
+pub use serde_json::Value;
+
 pub use crate::error::ReducerError;
+pub use crate::policy::{
+    AllowsApprove, AllowsEdit, AllowsReject, AllowsRespond, DecisionSet, DecisionType,
+    InterruptPolicy, PolicyMap,
+};
+pub use crate::tool::{Tool, ToolContext, ToolError, ToolSet, decode_args, tool_result, tool_value};
 pub use crate::graph::NodeOutput;
 pub use crate::run::Input;
 pub use crate::schema::schema_of;
@@ -22,3 +30,24 @@ pub fn unknown_channel<T>(channel: usize) -> Result<T, serde_json::Error> {
         "no channel with index {channel}"
     )))
 }
+
+/// Boxes a tool's future.
+pub fn boxed<F>(future: F) -> BoxFuture<'static, F::Output>
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(future)
+}
+
+/// Implemented for types a `#[tool]` parameter may have.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a tool parameter",
+    label = "not `Deserialize + JsonSchema`",
+    note = "tool parameters are decoded from the model's JSON and described to it by a JSON schema: derive `serde::Deserialize` and `schemars::JsonSchema` for `{Self}`"
+)]
+pub trait ToolArg {}
+
+impl<T: serde::de::DeserializeOwned + schemars::JsonSchema> ToolArg for T {}
+
+/// Fails to compile (on the parameter's type) unless `T` can be a tool parameter.
+pub const fn assert_tool_arg<T: ToolArg>() {}

@@ -1,0 +1,370 @@
+//! Tools: functions the model can call, with a JSON schema and a review policy.
+//!
+//! Write them with `#[tool]` on an `async fn` (or `fn`); see [`crate::tool`] for the
+//! attribute. The generated type implements [`Tool`]; [`ToolSet`] (`tools![..]`)
+//! collects tools for an agent.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::AgentState;
+use crate::error::Interrupted;
+use crate::interrupt::Interrupt;
+use crate::policy::InterruptPolicy;
+use crate::run::NodeContext;
+use crate::schema::schema_of;
+
+/// Why a tool call failed. The agent turns it into a tool message with status
+/// `error`, so the model can read it and adjust.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The model's arguments do not decode as the tool's arguments.
+    #[error("invalid arguments for `{tool}`: {message}")]
+    InvalidArgs {
+        /// The tool.
+        tool: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The tool ran and failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The call paused at an interrupt (propagate it with `?`).
+    #[error("interrupted: waiting for a resume value")]
+    Interrupted,
+    /// The model called a tool the agent does not have.
+    #[error("`{name}` is not a tool of this agent; available tools: {available}")]
+    UnknownTool {
+        /// The name called.
+        name: String,
+        /// The tools the agent has, comma separated.
+        available: String,
+    },
+}
+
+impl ToolError {
+    /// A failure with a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        ToolError::Failed(message.to_string())
+    }
+}
+
+impl From<Interrupted> for ToolError {
+    fn from(_: Interrupted) -> Self {
+        ToolError::Interrupted
+    }
+}
+
+/// What a model sees of a tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON schema of its arguments.
+    pub parameters: Value,
+}
+
+/// A tool the model can call. Implemented by `#[tool]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tool",
+    note = "add `#[tool]` to the function `{Self}`, or implement `hitl_runtime::Tool` for it"
+)]
+pub trait Tool: Send + Sync + 'static {
+    /// The name the model calls it by.
+    const NAME: &'static str;
+    /// Its arguments (unknown fields are rejected).
+    type Args: DeserializeOwned + Serialize + JsonSchema + Send + 'static;
+
+    /// What it does, for the model.
+    fn description() -> &'static str;
+
+    /// Its review policy, if its calls are reviewed.
+    fn policy() -> Option<InterruptPolicy>;
+
+    /// Runs it.
+    fn call(args: Self::Args, cx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>>;
+
+    /// The JSON schema of its arguments.
+    fn args_schema() -> Arc<Value> {
+        schema_of::<Self::Args>()
+    }
+
+    /// What the model sees of it.
+    fn spec() -> ToolSpec {
+        ToolSpec {
+            name: Self::NAME.to_owned(),
+            description: Self::description().to_owned(),
+            parameters: (*Self::args_schema()).clone(),
+        }
+    }
+}
+
+/// Decodes a tool's arguments, naming the offending field on failure.
+pub fn decode_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ToolError::InvalidArgs {
+            tool: tool.to_owned(),
+            message: if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            },
+        }
+    })
+}
+
+/// A tool known at run time: what agents hold.
+pub trait DynTool: Send + Sync + 'static {
+    /// Its name.
+    fn name(&self) -> &str;
+    /// What the model sees of it.
+    fn spec(&self) -> ToolSpec;
+    /// The JSON schema of its arguments.
+    fn args_schema(&self) -> Arc<Value>;
+    /// Its review policy.
+    fn policy(&self) -> Option<InterruptPolicy>;
+    /// Decodes the arguments and runs it.
+    fn call(&self, args: Value, cx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>>;
+}
+
+struct Typed<T>(PhantomData<fn() -> T>);
+
+impl<T: Tool> DynTool for Typed<T> {
+    fn name(&self) -> &str {
+        T::NAME
+    }
+
+    fn spec(&self) -> ToolSpec {
+        T::spec()
+    }
+
+    fn args_schema(&self) -> Arc<Value> {
+        T::args_schema()
+    }
+
+    fn policy(&self) -> Option<InterruptPolicy> {
+        T::policy()
+    }
+
+    fn call(&self, args: Value, cx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>> {
+        match decode_args::<T::Args>(T::NAME, args) {
+            Ok(args) => T::call(args, cx),
+            Err(e) => async move { Err(e) }.boxed(),
+        }
+    }
+}
+
+/// The tools of an agent. Build it with `tools![a, b, c]`.
+#[derive(Clone, Default)]
+pub struct ToolSet {
+    tools: Vec<Arc<dyn DynTool>>,
+}
+
+impl fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl ToolSet {
+    /// No tools.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds tool `T`.
+    pub fn with<T: Tool>(mut self) -> Self {
+        self.tools.push(Arc::new(Typed::<T>(PhantomData)));
+        self
+    }
+
+    /// Adds a tool known only at run time.
+    pub fn with_dyn(mut self, tool: Arc<dyn DynTool>) -> Self {
+        self.tools.push(tool);
+        self
+    }
+
+    /// A tool by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynTool>> {
+        self.tools.iter().find(|t| t.name() == name)
+    }
+
+    /// The tools, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynTool>> {
+        self.tools.iter()
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.iter().map(|t| t.name())
+    }
+
+    /// What the model sees of every tool.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.iter().map(|t| t.spec()).collect()
+    }
+
+    /// The number of tools.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+/// What a running tool can see and do: its call id, a stable idempotency key, the
+/// agent's state, the stream writer, and typed interrupts.
+#[derive(Clone)]
+pub struct ToolContext {
+    node: Option<NodeContext>,
+    tool: Arc<str>,
+    call_id: Arc<str>,
+    message_id: Option<Arc<str>>,
+    state: Arc<AgentState>,
+    answers: Option<Arc<Mutex<VecDeque<Value>>>>,
+}
+
+impl fmt::Debug for ToolContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolContext")
+            .field("tool", &self.tool)
+            .field("call_id", &self.call_id)
+            .field("message_id", &self.message_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolContext {
+    pub(crate) fn new(
+        node: NodeContext,
+        tool: &str,
+        call_id: &str,
+        message_id: Option<&str>,
+        state: Arc<AgentState>,
+    ) -> Self {
+        ToolContext {
+            node: Some(node),
+            tool: tool.into(),
+            call_id: call_id.into(),
+            message_id: message_id.map(Into::into),
+            state,
+            answers: None,
+        }
+    }
+
+    /// A context outside any run, to call a tool in a unit test. Its interrupts return
+    /// the given answers in order (and pause, `Err(Interrupted)`, once they run out).
+    pub fn detached(tool: &str, call_id: &str, answers: impl IntoIterator<Item = Value>) -> Self {
+        ToolContext {
+            node: None,
+            tool: tool.into(),
+            call_id: call_id.into(),
+            message_id: None,
+            state: Arc::new(AgentState::default()),
+            answers: Some(Arc::new(Mutex::new(answers.into_iter().collect()))),
+        }
+    }
+
+    /// The id of the call being run.
+    pub fn tool_call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The tool's name.
+    pub fn tool_name(&self) -> &str {
+        &self.tool
+    }
+
+    /// A key that identifies this call across re-runs, restarts and processes:
+    /// `"{thread}/{assistant message id}/{tool call id}"`. Use it to apply side effects
+    /// at most once: a call can run again if the process died between its start and
+    /// the storing of its result.
+    pub fn idempotency_key(&self) -> String {
+        let thread = self.node.as_ref().map_or("", |n| n.thread_id());
+        format!(
+            "{thread}/{}/{}",
+            self.message_id.as_deref().unwrap_or(""),
+            self.call_id
+        )
+    }
+
+    /// The agent's state when the tools step started.
+    pub fn state(&self) -> &AgentState {
+        &self.state
+    }
+
+    /// The node context of the tools task (none in a detached context).
+    pub fn node_context(&self) -> Option<&NodeContext> {
+        self.node.as_ref()
+    }
+
+    /// The run's context data of type `T` (see [`crate::RunConfig::context`]).
+    pub fn context<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.node.as_ref()?.context()
+    }
+
+    /// Writes a value to the custom stream mode.
+    pub fn write(&self, value: impl Serialize) {
+        if let Some(node) = &self.node {
+            node.writer().write(value);
+        }
+    }
+
+    /// Pauses the call until a human answers (see [`NodeContext::interrupt`]): the
+    /// tool runs again from its start when the thread is resumed, and this returns
+    /// the answer.
+    pub async fn interrupt<I: Interrupt>(&self, value: I) -> Result<I::Resume, Interrupted> {
+        match &self.node {
+            Some(node) => node.interrupt(value).await,
+            None => {
+                let answer = self
+                    .answers
+                    .as_ref()
+                    .and_then(|a| a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front())
+                    .ok_or(Interrupted)?;
+                serde_json::from_value(answer).map_err(|_| Interrupted)
+            }
+        }
+    }
+}
+
+/// Converts what a `#[tool]` function returned.
+pub fn tool_result<T: Serialize, E: fmt::Display + 'static>(
+    result: Result<T, E>,
+) -> Result<Value, ToolError> {
+    match result {
+        Ok(value) => tool_value(value),
+        Err(e) => {
+            let message = e.to_string();
+            let boxed: Box<dyn Any> = Box::new(e);
+            match boxed.downcast::<ToolError>() {
+                Ok(tool_error) => Err(*tool_error),
+                Err(_) => Err(ToolError::Failed(message)),
+            }
+        }
+    }
+}
+
+/// Converts what an infallible `#[tool]` function returned.
+pub fn tool_value<T: Serialize>(value: T) -> Result<Value, ToolError> {
+    serde_json::to_value(value)
+        .map_err(|e| ToolError::Failed(format!("the tool's output does not serialize to JSON: {e}")))
+}
