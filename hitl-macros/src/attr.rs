@@ -45,18 +45,17 @@ pub(crate) fn unknown_key(path: &syn::Path, attr: &str, allowed: &[&str]) -> syn
     let key = path
         .get_ident()
         .map_or_else(|| path.to_token_stream().to_string(), ToString::to_string);
-    let mut message = format!("unknown key `{key}` in `#[{attr}]`");
-    if let Some(close) = closest(&key, allowed) {
-        message.push_str(&format!("; did you mean `{close}`?"));
-    }
-    message.push_str(&format!(
-        " Expected one of: {}",
-        allowed
-            .iter()
-            .map(|a| format!("`{a}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let expected = allowed
+        .iter()
+        .map(|a| format!("`{a}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = match closest(&key, allowed) {
+        Some(close) => format!(
+            "unknown key `{key}` in `#[{attr}]`; did you mean `{close}`? Expected one of: {expected}"
+        ),
+        None => format!("unknown key `{key}` in `#[{attr}]`; expected one of: {expected}"),
+    };
     syn::Error::new_spanned(path, message)
 }
 

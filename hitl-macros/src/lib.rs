@@ -60,7 +60,11 @@ pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Review policies by tool. See the re-export in `hitl_runtime`.
 #[proc_macro]
 pub fn interrupt_on(input: TokenStream) -> TokenStream {
-    finish("interrupt_on!", "interrupt_on", policy_map::expand(input.into()))
+    finish(
+        "interrupt_on!",
+        "interrupt_on",
+        policy_map::expand(input.into()),
+    )
 }
 
 /// A typed tool set. See the re-export in `hitl_runtime`.

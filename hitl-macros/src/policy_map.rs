@@ -54,7 +54,10 @@ impl Input<'_> {
 
 pub(crate) fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
-    let parsed = syn::parse::Parser::parse2(|input: ParseStream<'_>| Input { cx: &cx }.parse(input), tokens);
+    let parsed = syn::parse::Parser::parse2(
+        |input: ParseStream<'_>| Input { cx: &cx }.parse(input),
+        tokens,
+    );
     let entries = match parsed {
         Ok(e) => e,
         Err(e) => {

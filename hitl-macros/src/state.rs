@@ -151,17 +151,26 @@ fn generate(input: &DeriveInput, channels: &[Channel<'_>]) -> TokenStream {
         quote!(#rt::ChannelSpec { name: #n, reducer: #rt::ReducerKind::#kind })
     });
 
-    // `reduce(slot, value)` per channel, spanned on the field so type errors point there.
+    // Checks that the field fits its reducer, spanned on the field's type.
+    let assertions = channels.iter().filter_map(|c| {
+        let ty = &c.field.ty;
+        match c.reducer {
+            Reducer::Append => Some(quote_spanned!(ty.span()=>
+                const _: () = #rt::assert_append_channel::<#ty>();
+            )),
+            Reducer::Messages => Some(quote_spanned!(ty.span()=>
+                const _: () = #rt::assert_messages_channel::<#ty>();
+            )),
+            _ => None,
+        }
+    });
+    // `reduce(slot, value)` per channel.
     let reduce = |c: &Channel<'_>, slot: TokenStream, value: TokenStream| -> TokenStream {
         let ty = &c.field.ty;
         match &c.reducer {
             Reducer::LastValue => quote!(*#slot = #value;),
-            Reducer::Append => {
-                quote_spanned!(ty.span()=> #rt::reducers::append(#slot, #value);)
-            }
-            Reducer::Messages => {
-                quote_spanned!(ty.span()=> #rt::reducers::add_messages(#slot, #value);)
-            }
+            Reducer::Append => quote!(#rt::reducers::append(#slot, #value);),
+            Reducer::Messages => quote!(#rt::reducers::add_messages(#slot, #value);),
             Reducer::Custom(path) => quote_spanned!(path.span()=> {
                 let reducer: fn(&mut #ty, #ty) = #path;
                 reducer(#slot, #value);
@@ -247,6 +256,8 @@ fn generate(input: &DeriveInput, channels: &[Channel<'_>]) -> TokenStream {
         }
 
         const _: () = {
+            #(#assertions)*
+
             impl #rt::StateUpdate for #update {
                 fn written(&self) -> #rt::ChannelMask {
                     let mut mask = #rt::ChannelMask::EMPTY;

@@ -13,7 +13,11 @@ pub(crate) fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let mut seen: Vec<String> = Vec::new();
     for tool in &tools {
-        let name = tool.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        let name = tool
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
         if seen.contains(&name) {
             cx.error_spanned_by(tool, format!("`{name}` is listed twice"));
         }

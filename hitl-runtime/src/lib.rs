@@ -32,6 +32,7 @@ pub mod tool;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use agent::AgentState;
 pub use checkpoint::{Checkpointer, InMemorySaver};
 pub use error::{
     BoxError, CheckpointError, GraphError, Interrupted, NodeError, ReducerError, ResumeError,
@@ -44,13 +45,14 @@ pub use graph::{
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt};
 pub use message::{Message, ToolCall};
+pub use policy::{
+    Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
+};
 pub use run::{
     Command, Input, NodeContext, RunConfig, RunOutput, RunStatus, RunStream, StateSnapshot,
     StreamEvent, StreamMode, StreamModes, StreamWriter, TaskInfo, TaskOutcome,
 };
 pub use schema::{schema_of, validate as validate_json};
-pub use agent::AgentState;
-pub use policy::{Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
 pub use state::{State, StateUpdate};
 pub use tool::{DynTool, Tool, ToolContext, ToolError, ToolSet, ToolSpec};
 

@@ -100,7 +100,9 @@ impl DecisionSet {
 
     /// The decisions, in wire order.
     pub fn iter(self) -> impl Iterator<Item = DecisionType> {
-        DecisionType::ALL.into_iter().filter(move |d| self.contains(*d))
+        DecisionType::ALL
+            .into_iter()
+            .filter(move |d| self.contains(*d))
     }
 }
 
@@ -454,7 +456,10 @@ mod tests {
     fn templates_render_arguments_and_escapes() {
         let args = json!({"path": "a.txt", "n": 3, "flags": ["x"]});
         assert_eq!(
-            render_template("Delete {path} ({n} files, {flags}) {{literal}} {missing}", &args),
+            render_template(
+                "Delete {path} ({n} files, {flags}) {{literal}} {missing}",
+                &args
+            ),
             "Delete a.txt (3 files, [\"x\"]) {literal} {missing}"
         );
     }

@@ -11,16 +11,18 @@ pub use futures_util::future::BoxFuture;
 pub use serde_json::Value;
 
 pub use crate::error::ReducerError;
+pub use crate::graph::NodeOutput;
 pub use crate::policy::{
     AllowsApprove, AllowsEdit, AllowsReject, AllowsRespond, DecisionSet, DecisionType,
     InterruptPolicy, PolicyMap,
 };
-pub use crate::tool::{Tool, ToolContext, ToolError, ToolSet, decode_args, tool_result, tool_value};
-pub use crate::graph::NodeOutput;
 pub use crate::run::Input;
 pub use crate::schema::schema_of;
 pub use crate::state::{
     ChannelMask, ChannelSpec, ReducerKind, State, StateUpdate, StepWrites, reducers,
+};
+pub use crate::tool::{
+    Tool, ToolContext, ToolError, ToolSet, decode_args, tool_result, tool_value,
 };
 
 /// The error for a channel index a state does not have (a runtime bug if it happens).
@@ -51,3 +53,29 @@ impl<T: serde::de::DeserializeOwned + schemars::JsonSchema> ToolArg for T {}
 
 /// Fails to compile (on the parameter's type) unless `T` can be a tool parameter.
 pub const fn assert_tool_arg<T: ToolArg>() {}
+
+/// Implemented for fields that can have `#[state(reducer = append)]`.
+#[diagnostic::on_unimplemented(
+    message = "`#[state(reducer = append)]` needs a `Vec<T>` field, not `{Self}`",
+    label = "not a `Vec`",
+    note = "`append` extends a list with the written items; for other types use the default (last value) or `reducer = your_function`"
+)]
+pub trait AppendChannel {}
+
+impl<T> AppendChannel for Vec<T> {}
+
+/// Fails to compile unless `T` can be an `append` channel.
+pub const fn assert_append_channel<T: AppendChannel>() {}
+
+/// Implemented for fields that can have `#[state(reducer = messages)]`.
+#[diagnostic::on_unimplemented(
+    message = "`#[state(reducer = messages)]` needs a `Vec<Message>` field, not `{Self}`",
+    label = "not a list of messages",
+    note = "`messages` appends messages and replaces the one with the same id; the items must implement `MessageLike`"
+)]
+pub trait MessagesChannel {}
+
+impl<M: crate::state::MessageLike> MessagesChannel for Vec<M> {}
+
+/// Fails to compile unless `T` can be a `messages` channel.
+pub const fn assert_messages_channel<T: MessagesChannel>() {}

@@ -179,6 +179,11 @@ impl StepWrites {
 }
 
 /// Something with an optional id, so the `messages` reducer can replace it by id.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a message",
+    label = "`#[state(reducer = messages)]` needs a list of messages",
+    note = "use `Vec<hitl_runtime::Message>`, or implement `MessageLike` for `{Self}`"
+)]
 pub trait MessageLike {
     /// The id, if it has one.
     fn message_id(&self) -> Option<&str>;

@@ -115,12 +115,17 @@ pub trait Tool: Send + Sync + 'static {
 /// Decodes a tool's arguments, naming the offending field on failure.
 pub fn decode_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
     serde_path_to_error::deserialize(args).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+        let mut segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+        let inner = e.into_inner().to_string();
+        if inner.starts_with("unknown field") {
+            // The path ends at the unknown field itself; the message already names it.
+            segments.pop();
+        }
+        let path = segments.join(".");
         ToolError::InvalidArgs {
             tool: tool.to_owned(),
-            message: if path == "." {
-                inner.to_string()
+            message: if path.is_empty() {
+                inner
             } else {
                 format!("{path}: {inner}")
             },
@@ -338,7 +343,11 @@ impl ToolContext {
                 let answer = self
                     .answers
                     .as_ref()
-                    .and_then(|a| a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front())
+                    .and_then(|a| {
+                        a.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .pop_front()
+                    })
                     .ok_or(Interrupted)?;
                 serde_json::from_value(answer).map_err(|_| Interrupted)
             }
@@ -365,6 +374,7 @@ pub fn tool_result<T: Serialize, E: fmt::Display + 'static>(
 
 /// Converts what an infallible `#[tool]` function returned.
 pub fn tool_value<T: Serialize>(value: T) -> Result<Value, ToolError> {
-    serde_json::to_value(value)
-        .map_err(|e| ToolError::Failed(format!("the tool's output does not serialize to JSON: {e}")))
+    serde_json::to_value(value).map_err(|e| {
+        ToolError::Failed(format!("the tool's output does not serialize to JSON: {e}"))
+    })
 }

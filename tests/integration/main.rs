@@ -8,3 +8,4 @@ mod smoke;
 mod state_api;
 mod storage;
 mod streaming;
+mod tools;

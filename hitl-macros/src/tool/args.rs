@@ -73,7 +73,9 @@ pub(crate) fn parse(cx: &Ctxt, attr: TokenStream) -> ToolArgs {
             let lit: LitStr = meta.value()?.parse()?;
             match lit.parse::<syn::Path>() {
                 Ok(path) => krate.set(&meta.path, path),
-                Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `crate = \"::hitl_runtime\"`"),
+                Err(_) => {
+                    cx.error_spanned_by(&lit, "expected a path, e.g. `crate = \"::hitl_runtime\"`");
+                }
             }
         } else if meta.path.is_ident("interrupt") {
             let parsed = parse_interrupt(cx, &meta)?;
@@ -114,7 +116,11 @@ fn parse_interrupt(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Interru
             } else if inner.path.is_ident("when") {
                 when.set(&inner.path, inner.value()?.parse::<syn::Path>()?);
             } else {
-                cx.push(unknown_key(&inner.path, "tool(interrupt(..))", INTERRUPT_KEYS));
+                cx.push(unknown_key(
+                    &inner.path,
+                    "tool(interrupt(..))",
+                    INTERRUPT_KEYS,
+                ));
                 skip_value(&inner)?;
             }
             Ok(())

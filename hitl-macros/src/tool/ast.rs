@@ -83,7 +83,7 @@ pub(crate) fn analyze(cx: &Ctxt, mut item: ItemFn) -> ToolFn {
     let mut params = Vec::new();
     let mut call_args = Vec::new();
     let mut context_seen = false;
-    for input in item.sig.inputs.iter_mut() {
+    for input in &mut item.sig.inputs {
         let arg = match input {
             FnArg::Receiver(r) => {
                 cx.error_spanned_by(

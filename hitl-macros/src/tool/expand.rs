@@ -102,7 +102,11 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
             let (set, allowed) = match &interrupt.allowed {
                 Some(list) => (
                     list.set_expr(&root),
-                    DECISIONS.iter().copied().filter(|d| list.contains(d)).collect(),
+                    DECISIONS
+                        .iter()
+                        .copied()
+                        .filter(|d| list.contains(d))
+                        .collect(),
                 ),
                 None => (decisions::all_set_expr(&root), DECISIONS.to_vec()),
             };
@@ -149,13 +153,18 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
         }
     };
     let allows = allows_impls(&root, ident, &allowed);
-    let args_doc = format!(" The arguments of the [`{ident}`] tool (`{name}`), as the model sends them.");
+    let args_doc =
+        format!(" The arguments of the [`{ident}`] tool (`{name}`), as the model sends them.");
     let review = if allowed.is_empty() {
         "Its calls are not reviewed.".to_owned()
     } else {
         format!(
             "Its calls are reviewed; allowed decisions: {}.",
-            allowed.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+            allowed
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     let tool_doc = format!(
@@ -164,6 +173,11 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
 
     quote! {
         #item
+
+        // First, so that an unsupported parameter type is the first error reported.
+        const _: () = {
+            #(#assertions)*
+        };
 
         #[doc = #args_doc]
         #[derive(
@@ -174,7 +188,7 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
             #p::schemars::JsonSchema,
         )]
         #[serde(crate = #serde_crate, deny_unknown_fields)]
-        #[schemars(crate = #schemars_crate)]
+        #[schemars(crate = #schemars_crate, description = "")]
         #vis struct #args_ident {
             #(#fields)*
         }
@@ -185,8 +199,6 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
         #vis struct #ident {}
 
         const _: () = {
-            #(#assertions)*
-
             impl #p::Tool for #ident {
                 const NAME: &'static str = #name;
                 type Args = #args_ident;
@@ -220,6 +232,11 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
 /// What to emit when the input has errors: the function as written, the errors, and a
 /// stub tool type so that uses of it elsewhere do not pile up more errors.
 pub(crate) fn fallback(args: &ToolArgs, f: &ToolFn, errors: TokenStream) -> TokenStream {
+    if f.item.sig.receiver().is_some() {
+        // Inside an impl block: no items can go next to the method.
+        let item = &f.item;
+        return quote!(#item #errors);
+    }
     let root = root(args);
     let p = quote!(#root::__private);
     let item = &f.item;

@@ -8,7 +8,6 @@ mod validate;
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 
-
 use crate::ctxt::Ctxt;
 
 /// The keyword of a non-function item, to point the error at.
@@ -45,12 +44,18 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
                 keyword,
                 format!("`#[tool]` goes on a function (`async fn name(..) -> ..`), not on {what}"),
             );
-            let errors = cx.check().expect_err("an error was recorded").to_compile_error();
+            let errors = cx
+                .check()
+                .expect_err("an error was recorded")
+                .to_compile_error();
             return quote!(#other #errors);
         }
         Err(e) => {
             cx.push(e);
-            let errors = cx.check().expect_err("an error was recorded").to_compile_error();
+            let errors = cx
+                .check()
+                .expect_err("an error was recorded")
+                .to_compile_error();
             return quote!(#item #errors);
         }
     };
@@ -72,7 +77,10 @@ mod tests {
     #[test]
     fn expansion_of_a_reviewed_async_tool() {
         let out = expand(
-            quote!(interrupt(allowed = [approve, reject], description = "Deleting {path} cannot be undone")),
+            quote!(interrupt(
+                allowed = [approve, reject],
+                description = "Deleting {path} cannot be undone"
+            )),
             quote! {
                 /// Delete a file from the workspace.
                 pub async fn delete_file(
@@ -89,7 +97,11 @@ mod tests {
     #[test]
     fn expansion_of_a_sync_tool_with_context_and_options() {
         let out = expand(
-            quote!(name = "transfer-money", crate = "::my_app::hitl", interrupt(description = describe, when = over_limit)),
+            quote!(
+                name = "transfer-money",
+                crate = "::my_app::hitl",
+                interrupt(description = describe, when = over_limit)
+            ),
             quote! {
                 /// Move money.
                 fn transfer(cx: ToolContext, amount: f64, to: String) -> String {

@@ -22,7 +22,9 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('}') => break,
                         Some(c) => name.push(c),
-                        None => return Err("an unclosed `{` (write `{{` for a literal brace)".into()),
+                        None => {
+                            return Err("an unclosed `{` (write `{{` for a literal brace)".into());
+                        }
                     }
                 }
                 names.push(name);
@@ -60,7 +62,11 @@ pub(crate) fn validate(cx: &Ctxt, args: &ToolArgs, f: &ToolFn) {
                         } else {
                             format!(
                                 "its parameters are {}",
-                                params.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                                params
+                                    .iter()
+                                    .map(|p| format!("`{p}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )
                         };
                         cx.error_spanned_by(

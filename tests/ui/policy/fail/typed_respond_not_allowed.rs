@@ -1,0 +1,11 @@
+use hitl_runtime::{tool, Decision, ToolError};
+
+/// Send an email.
+#[tool(interrupt(allowed = [approve, edit, reject]))]
+async fn send_email(to: String) -> Result<String, ToolError> {
+    Ok(to)
+}
+
+fn main() {
+    let _ = Decision::respond::<send_email>("already sent");
+}

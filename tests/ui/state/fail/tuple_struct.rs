@@ -1,0 +1,7 @@
+use hitl_runtime::State;
+use serde::{Deserialize, Serialize};
+
+#[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+struct Flow(Vec<String>);
+
+fn main() {}

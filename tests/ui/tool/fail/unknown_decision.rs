@@ -1,0 +1,9 @@
+use hitl_runtime::{tool, ToolError};
+
+/// Delete a file.
+#[tool(interrupt(allowed = [approve, maybe]))]
+async fn delete_file(path: String) -> Result<String, ToolError> {
+    Ok(path)
+}
+
+fn main() {}
