@@ -58,6 +58,26 @@ pub enum GraphError {
         /// The name.
         name: String,
     },
+    /// Two tools with one name in an agent.
+    #[error("two tools are named `{name}`; tool names must be unique in an agent (rename one with `#[tool(name = \"...\")]`)")]
+    DuplicateTool {
+        /// The name.
+        name: String,
+    },
+    /// Two middleware with one name in an agent.
+    #[error("two middleware are named `{name}`; remove the duplicate middleware instance")]
+    DuplicateMiddleware {
+        /// The name.
+        name: String,
+    },
+    /// A middleware rejected the agent's configuration.
+    #[error("middleware `{name}`: {message}")]
+    Middleware {
+        /// The middleware.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// A breakpoint or setting names a node the graph does not have.
     #[error("the graph has no node named `{name}`; its nodes are: {known}")]
     UnknownNode {

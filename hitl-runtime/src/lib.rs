@@ -26,6 +26,9 @@ pub mod policy;
 mod run;
 mod schema;
 pub mod state;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 pub mod tool;
 
 #[doc(hidden)]

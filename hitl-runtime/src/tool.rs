@@ -40,6 +40,9 @@ pub enum ToolError {
     /// The tool ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// A reviewer rejected the call; the message is what the model is told.
+    #[error("{0}")]
+    Rejected(String),
     /// The call paused at an interrupt (propagate it with `?`).
     #[error("interrupted: waiting for a resume value")]
     Interrupted,

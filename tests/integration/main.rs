@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per topic.
 
+mod agent;
 mod common;
 mod conformance;
 mod graph;

@@ -1,11 +1,57 @@
 //! Agents: a chat model calling tools in a loop, as a state graph.
+//!
+//! ```
+//! # use hitl_runtime::{tool, tools, InMemorySaver, Message, ToolError};
+//! # use hitl_runtime::agent::{create_agent, HumanInTheLoop};
+//! # use hitl_runtime::testing::ScriptedModel;
+//! /// Delete a file.
+//! #[tool(interrupt(allowed = [approve, reject]))]
+//! async fn delete_file(path: String) -> Result<String, ToolError> { Ok(format!("deleted {path}")) }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let agent = create_agent(ScriptedModel::turns([Message::assistant("Nothing to do.")]))
+//!     .tools(tools![delete_file])
+//!     .middleware(HumanInTheLoop::from_tools())
+//!     .checkpointer(InMemorySaver::new())
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! An agent **is** a [`CompiledGraph`] over [`AgentState`], so everything graphs do
+//! (checkpoints, interrupts, history, time travel, streaming) applies. Its nodes:
+//! `model`, `tools` (one task per tool call, so a finished call never runs again), and
+//! one node per middleware node hook. A model turn without tool calls ends the run.
 
-use std::collections::BTreeMap;
+mod hitl;
+mod middleware;
+mod model;
+mod retry;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::message::Message;
+pub use hitl::{
+    ActionRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
+    ReviewConfig, ReviewMode, ToolApprovalRequest,
+};
+pub use middleware::{
+    HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext,
+};
+pub use model::{ChatModel, ModelError, ModelRequest};
+pub use retry::{Backoff, ModelRetry, ToolRetry};
+
+use crate::checkpoint::Checkpointer;
+use crate::error::{GraphError, NodeError};
+use crate::graph::{CompiledGraph, END, Goto, NodeHandle, NodeOutput, START, Send, StateGraph};
+use crate::message::{AssistantMessage, Content, Message, ToolCall, ToolMessage, ToolStatus};
 use crate::policy::Action;
+use crate::run::{Command, Input, NodeContext};
+use crate::tool::{ToolError, ToolSet, ToolSpec};
 
 /// The state of an agent: the conversation, and what middleware keeps between steps.
 #[derive(hitl_macros::State, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -18,4 +64,567 @@ pub struct AgentState {
     /// the human-in-the-loop middleware, read when the tools run).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub edited_tool_calls: BTreeMap<String, Action>,
+}
+
+/// A compiled agent.
+pub type Agent = CompiledGraph<AgentState>;
+
+impl From<Message> for Input<AgentState> {
+    fn from(message: Message) -> Self {
+        Input::Update(AgentStateUpdate::default().messages(vec![message]))
+    }
+}
+
+impl From<Vec<Message>> for Input<AgentState> {
+    fn from(messages: Vec<Message>) -> Self {
+        Input::Update(AgentStateUpdate::default().messages(messages))
+    }
+}
+
+impl From<&str> for Input<AgentState> {
+    fn from(text: &str) -> Self {
+        Message::user(text).into()
+    }
+}
+
+/// The input of one tool task: the call, and the assistant message that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ToolTask {
+    pub(crate) call: ToolCall,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) message_id: Option<String>,
+}
+
+/// Builds an agent around a chat model.
+pub fn create_agent(model: impl ChatModel) -> AgentBuilder {
+    AgentBuilder {
+        model: Arc::new(model),
+        tools: ToolSet::new(),
+        middleware: Vec::new(),
+        checkpointer: None,
+        system_prompt: None,
+        interrupt_before: Vec::new(),
+        interrupt_after: Vec::new(),
+        name: "agent".into(),
+        recursion_limit: 10_000,
+    }
+}
+
+/// Settings of an agent; finish with [`build`](Self::build).
+pub struct AgentBuilder {
+    model: Arc<dyn ChatModel>,
+    tools: ToolSet,
+    middleware: Vec<Box<dyn Middleware>>,
+    checkpointer: Option<Arc<dyn Checkpointer>>,
+    system_prompt: Option<String>,
+    interrupt_before: Vec<String>,
+    interrupt_after: Vec<String>,
+    name: String,
+    recursion_limit: usize,
+}
+
+impl fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("model", &self.model.name())
+            .field("tools", &self.tools)
+            .field(
+                "middleware",
+                &self.middleware.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentBuilder {
+    /// The tools the model may call: `tools![a, b]`.
+    pub fn tools(mut self, tools: ToolSet) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Adds a middleware. Order matters: `before_*` hooks and the outermost onion
+    /// layer come first.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Box::new(middleware));
+        self
+    }
+
+    /// Stores threads in `saver` (required to pause and resume).
+    pub fn checkpointer(self, saver: impl Checkpointer) -> Self {
+        self.checkpointer_arc(Arc::new(saver))
+    }
+
+    /// Like [`checkpointer`](Self::checkpointer), with a shared saver.
+    pub fn checkpointer_arc(mut self, saver: Arc<dyn Checkpointer>) -> Self {
+        self.checkpointer = Some(saver);
+        self
+    }
+
+    /// A system prompt sent before the conversation at every model call.
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Pauses before these nodes (`"model"`, `"tools"`, or a hook's node name).
+    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
+        self.interrupt_before.extend(nodes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Pauses after these nodes.
+    pub fn interrupt_after<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
+        self.interrupt_after.extend(nodes.into_iter().map(Into::into));
+        self
+    }
+
+    /// The agent's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The maximum supersteps per run (default 10 000).
+    pub fn recursion_limit(mut self, limit: usize) -> Self {
+        self.recursion_limit = limit;
+        self
+    }
+
+    /// Builds the agent's graph.
+    pub fn build(self) -> Result<Agent, GraphError> {
+        let mut names = HashSet::new();
+        for t in self.tools.names() {
+            if !names.insert(t.to_owned()) {
+                return Err(GraphError::DuplicateTool { name: t.into() });
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut middleware: Vec<Arc<dyn Middleware>> = Vec::new();
+        for mut m in self.middleware {
+            if !seen.insert(m.name().to_owned()) {
+                return Err(GraphError::DuplicateMiddleware {
+                    name: m.name().into(),
+                });
+            }
+            m.bind_tools(&self.tools)
+                .map_err(|message| GraphError::Middleware {
+                    name: m.name().into(),
+                    message,
+                })?;
+            middleware.push(Arc::from(m));
+        }
+        let specs: Arc<[ToolSpec]> = self.tools.specs().into();
+        let shared = Arc::new(Shared {
+            model: self.model,
+            tools: self.tools,
+            specs,
+            middleware: middleware.clone(),
+            system_prompt: self.system_prompt,
+            wiring: OnceLock::new(),
+        });
+
+        let mut g = StateGraph::<AgentState>::new();
+        let hook_nodes = |g: &mut StateGraph<AgentState>, hook: Hook, order: &[Arc<dyn Middleware>]| {
+            order
+                .iter()
+                .filter(|m| hook.enabled(m.hooks()))
+                .map(|m| {
+                    let (shared, m2) = (shared.clone(), m.clone());
+                    let position = middleware.iter().position(|x| Arc::ptr_eq(x, m)).unwrap_or(0);
+                    let handle = g.add_node(&format!("{}.{}", m.name(), hook.name()), move |state, cx| {
+                        let (shared, m) = (shared.clone(), m2.clone());
+                        async move { run_hook(&shared, &*m, hook, position, state, cx).await }
+                    });
+                    (position, handle)
+                })
+                .collect::<Vec<_>>()
+        };
+        let reversed: Vec<Arc<dyn Middleware>> = middleware.iter().rev().cloned().collect();
+        let before_agent = hook_nodes(&mut g, Hook::BeforeAgent, &middleware);
+        let before_model = hook_nodes(&mut g, Hook::BeforeModel, &middleware);
+        let s = shared.clone();
+        let model = g.add_node("model", move |state, cx| {
+            let s = s.clone();
+            async move { run_model(&s, state, cx).await }
+        });
+        let after_model = hook_nodes(&mut g, Hook::AfterModel, &reversed);
+        let s = shared.clone();
+        let tools = g.add_node("tools", move |state, cx| {
+            let s = s.clone();
+            async move { run_tools(&s, state, cx).await }
+        });
+        let after_agent = hook_nodes(&mut g, Hook::AfterAgent, &reversed);
+
+        let handles = |v: &[(usize, NodeHandle<AgentState>)]| v.iter().map(|(_, h)| *h).collect::<Vec<_>>();
+        let wiring = Wiring {
+            before_agent: handles(&before_agent),
+            before_model: handles(&before_model),
+            model,
+            after_model: handles(&after_model),
+            tools,
+            after_agent: handles(&after_agent),
+        };
+        let every: Vec<NodeHandle<AgentState>> = wiring.all().collect();
+        g.add_edge(START, wiring.entry());
+        for node in &every {
+            g.add_goto_targets(*node, every.iter().copied());
+            g.add_goto_targets(*node, [END]);
+        }
+        let _ = shared.wiring.set(wiring);
+
+        let mut compile = g
+            .compile()
+            .name(self.name)
+            .recursion_limit(self.recursion_limit);
+        for m in &middleware {
+            for (kind, validator) in m.resume_validators() {
+                compile = compile.resume_validator_arc(kind, validator);
+            }
+        }
+        if let Some(saver) = self.checkpointer {
+            compile = compile.checkpointer_arc(saver);
+        }
+        let lookup = |names: &[String]| -> Result<Vec<NodeHandle<AgentState>>, GraphError> {
+            names.iter().map(|n| node_by_name(&every, &shared, n)).collect()
+        };
+        compile = compile
+            .interrupt_before(lookup(&self.interrupt_before)?)
+            .interrupt_after(lookup(&self.interrupt_after)?);
+        compile.build()
+    }
+}
+
+fn node_by_name(
+    every: &[NodeHandle<AgentState>],
+    shared: &Shared,
+    name: &str,
+) -> Result<NodeHandle<AgentState>, GraphError> {
+    let wiring = shared.wiring.get().expect("wired before lookup");
+    let names = wiring.names(shared);
+    names
+        .iter()
+        .position(|n| n == name)
+        .map(|i| every[i])
+        .ok_or_else(|| GraphError::UnknownNode {
+            name: name.into(),
+            known: names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    BeforeAgent,
+    BeforeModel,
+    AfterModel,
+    AfterAgent,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::BeforeAgent => "before_agent",
+            Hook::BeforeModel => "before_model",
+            Hook::AfterModel => "after_model",
+            Hook::AfterAgent => "after_agent",
+        }
+    }
+
+    fn enabled(self, hooks: Hooks) -> bool {
+        match self {
+            Hook::BeforeAgent => hooks.before_agent,
+            Hook::BeforeModel => hooks.before_model,
+            Hook::AfterModel => hooks.after_model,
+            Hook::AfterAgent => hooks.after_agent,
+        }
+    }
+}
+
+/// The agent's nodes, in execution order.
+struct Wiring {
+    before_agent: Vec<NodeHandle<AgentState>>,
+    before_model: Vec<NodeHandle<AgentState>>,
+    model: NodeHandle<AgentState>,
+    after_model: Vec<NodeHandle<AgentState>>,
+    tools: NodeHandle<AgentState>,
+    after_agent: Vec<NodeHandle<AgentState>>,
+}
+
+impl Wiring {
+    fn all(&self) -> impl Iterator<Item = NodeHandle<AgentState>> + '_ {
+        self.before_agent
+            .iter()
+            .chain(&self.before_model)
+            .copied()
+            .chain([self.model])
+            .chain(self.after_model.iter().copied())
+            .chain([self.tools])
+            .chain(self.after_agent.iter().copied())
+    }
+
+    fn names(&self, shared: &Shared) -> Vec<String> {
+        let hook_names = |hook: Hook, order: &mut dyn Iterator<Item = &Arc<dyn Middleware>>| {
+            order
+                .filter(|m| hook.enabled(m.hooks()))
+                .map(|m| format!("{}.{}", m.name(), hook.name()))
+                .collect::<Vec<_>>()
+        };
+        let mws = &shared.middleware;
+        let mut names = hook_names(Hook::BeforeAgent, &mut mws.iter());
+        names.extend(hook_names(Hook::BeforeModel, &mut mws.iter()));
+        names.push("model".into());
+        names.extend(hook_names(Hook::AfterModel, &mut mws.iter().rev()));
+        names.push("tools".into());
+        names.extend(hook_names(Hook::AfterAgent, &mut mws.iter().rev()));
+        names
+    }
+
+    fn entry(&self) -> NodeHandle<AgentState> {
+        self.before_agent.first().copied().unwrap_or_else(|| self.loop_entry())
+    }
+
+    fn loop_entry(&self) -> NodeHandle<AgentState> {
+        self.before_model.first().copied().unwrap_or(self.model)
+    }
+
+    fn exit(&self) -> Goto<AgentState> {
+        self.after_agent
+            .first()
+            .map_or(Goto::End, |h| Goto::Node(*h))
+    }
+}
+
+struct Shared {
+    model: Arc<dyn ChatModel>,
+    tools: ToolSet,
+    specs: Arc<[ToolSpec]>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    system_prompt: Option<String>,
+    wiring: OnceLock<Wiring>,
+}
+
+impl Shared {
+    fn wiring(&self) -> &Wiring {
+        self.wiring.get().expect("the agent graph is wired before it runs")
+    }
+}
+
+/// Where the run goes after the model turn: the pending tool calls (one task each),
+/// back to the loop if every call already has a result, or the exit if there were
+/// no calls.
+fn route_after_model(
+    shared: &Shared,
+    state: &[Message],
+    update: &[Message],
+) -> Vec<Goto<AgentState>> {
+    let wiring = shared.wiring();
+    let (ai, rest_of_state, ai_in_update): (Option<&AssistantMessage>, &[Message], Option<usize>) =
+        match update.iter().rposition(|m| m.as_assistant().is_some()) {
+            Some(i) => (update[i].as_assistant(), &[], Some(i)),
+            None => match state.iter().rposition(|m| m.as_assistant().is_some()) {
+                Some(i) => (state[i].as_assistant(), &state[i + 1..], None),
+                None => (None, &[], None),
+            },
+        };
+    let Some(ai) = ai.filter(|ai| !ai.tool_calls.is_empty()) else {
+        return vec![wiring.exit()];
+    };
+    let after_in_update = match ai_in_update {
+        Some(i) => &update[i + 1..],
+        None => update,
+    };
+    let answered: HashSet<&str> = rest_of_state
+        .iter()
+        .chain(after_in_update)
+        .filter_map(|m| m.as_tool().map(|t| t.tool_call_id.as_str()))
+        .collect();
+    let pending: Vec<Goto<AgentState>> = ai
+        .tool_calls
+        .iter()
+        .filter(|c| !answered.contains(c.id.as_deref().unwrap_or("")))
+        .map(|c| {
+            Goto::Send(Send::new(
+                wiring.tools,
+                &ToolTask {
+                    call: c.clone(),
+                    message_id: ai.id.clone(),
+                },
+            ))
+        })
+        .collect();
+    if pending.is_empty() {
+        vec![Goto::Node(wiring.loop_entry())]
+    } else {
+        pending
+    }
+}
+
+/// The node after a hook, or where its jump goes.
+fn after_hook(
+    shared: &Shared,
+    hook: Hook,
+    position: usize,
+    state: &AgentState,
+    output: &HookOutput,
+) -> Vec<Goto<AgentState>> {
+    let wiring = shared.wiring();
+    let update_messages = output
+        .update
+        .as_ref()
+        .and_then(|u| u.messages.as_deref())
+        .unwrap_or(&[]);
+    if let Some(jump) = output.jump_to {
+        return match jump {
+            JumpTo::Model => vec![Goto::Node(wiring.loop_entry())],
+            JumpTo::End => vec![wiring.exit()],
+            JumpTo::Tools => route_after_model(shared, &state.messages, update_messages),
+        };
+    }
+    let next_in = |chain: &[NodeHandle<AgentState>], order: Vec<usize>| -> Option<NodeHandle<AgentState>> {
+        let i = order.iter().position(|p| *p == position)?;
+        chain.get(i + 1).copied()
+    };
+    let positions = |hook: Hook, reverse: bool| -> Vec<usize> {
+        let mut v: Vec<usize> = shared
+            .middleware
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| hook.enabled(m.hooks()))
+            .map(|(i, _)| i)
+            .collect();
+        if reverse {
+            v.reverse();
+        }
+        v
+    };
+    match hook {
+        Hook::BeforeAgent => vec![Goto::Node(
+            next_in(&wiring.before_agent, positions(hook, false)).unwrap_or_else(|| wiring.loop_entry()),
+        )],
+        Hook::BeforeModel => vec![Goto::Node(
+            next_in(&wiring.before_model, positions(hook, false)).unwrap_or(wiring.model),
+        )],
+        Hook::AfterModel => match next_in(&wiring.after_model, positions(hook, true)) {
+            Some(next) => vec![Goto::Node(next)],
+            None => route_after_model(shared, &state.messages, update_messages),
+        },
+        Hook::AfterAgent => match next_in(&wiring.after_agent, positions(hook, true)) {
+            Some(next) => vec![Goto::Node(next)],
+            None => vec![Goto::End],
+        },
+    }
+}
+
+fn command(update: Option<AgentStateUpdate>, goto: Vec<Goto<AgentState>>) -> Command<AgentState> {
+    let mut c = Command::new();
+    if let Some(u) = update {
+        c = c.with_update(u);
+    }
+    for g in goto {
+        c = c.goto(g);
+    }
+    c
+}
+
+async fn run_hook(
+    shared: &Shared,
+    middleware: &dyn Middleware,
+    hook: Hook,
+    position: usize,
+    state: Arc<AgentState>,
+    cx: NodeContext,
+) -> Result<NodeOutput<AgentState>, NodeError> {
+    let output = match hook {
+        Hook::BeforeAgent => middleware.before_agent(&state, &cx).await?,
+        Hook::BeforeModel => middleware.before_model(&state, &cx).await?,
+        Hook::AfterModel => middleware.after_model(&state, &cx).await?,
+        Hook::AfterAgent => middleware.after_agent(&state, &cx).await?,
+    };
+    let goto = after_hook(shared, hook, position, &state, &output);
+    Ok(command(output.update, goto).into())
+}
+
+async fn run_model(
+    shared: &Shared,
+    state: Arc<AgentState>,
+    cx: NodeContext,
+) -> Result<NodeOutput<AgentState>, NodeError> {
+    let request = ModelRequest {
+        system_prompt: shared.system_prompt.as_deref().map(Cow::Borrowed),
+        messages: Cow::Borrowed(&state.messages),
+        tools: Cow::Borrowed(&shared.specs),
+    };
+    let next = ModelNext {
+        chain: &shared.middleware,
+        model: &*shared.model,
+        cx: &cx,
+    };
+    let mut ai = next.run(request).await?;
+    if ai.id.is_none() {
+        ai.id = Some(uuid::Uuid::now_v7().to_string());
+    }
+    for call in &mut ai.tool_calls {
+        if call.id.as_deref().is_none_or(str::is_empty) {
+            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
+        }
+    }
+    let messages = vec![Message::Assistant(ai)];
+    let wiring = shared.wiring();
+    let goto = match wiring.after_model.first() {
+        Some(first) => vec![Goto::Node(*first)],
+        None => route_after_model(shared, &state.messages, &messages),
+    };
+    Ok(command(Some(AgentStateUpdate::default().messages(messages)), goto).into())
+}
+
+/// The text of a tool's output: strings as they are, nothing for null, JSON otherwise.
+pub(crate) fn output_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+async fn run_tools(
+    shared: &Shared,
+    state: Arc<AgentState>,
+    cx: NodeContext,
+) -> Result<NodeOutput<AgentState>, NodeError> {
+    let task: ToolTask = cx.input()?;
+    let call_id = task.call.id.clone().unwrap_or_default();
+    let request = ToolCallRequest {
+        call: task.call,
+        message_id: task.message_id.as_deref(),
+        state: &state,
+        tools: &shared.tools,
+        cx: &cx,
+    };
+    let (name, result) = {
+        let name = request.call.name.clone();
+        let result = ToolNext {
+            chain: &shared.middleware,
+        }
+        .run(request)
+        .await;
+        (name, result)
+    };
+    let (content, status) = match result {
+        Ok(value) => (output_text(&value), ToolStatus::Success),
+        Err(ToolError::Interrupted) => return Err(crate::error::Interrupted.into()),
+        Err(e) => (e.to_string(), ToolStatus::Error),
+    };
+    let executed = state
+        .edited_tool_calls
+        .get(&call_id)
+        .map_or(name, |a| a.name.clone());
+    let message = Message::Tool(ToolMessage {
+        content: Content::Text(content),
+        id: None,
+        name: Some(executed),
+        tool_call_id: call_id,
+        status,
+    });
+    let goto = vec![Goto::Node(shared.wiring().loop_entry())];
+    Ok(command(Some(AgentStateUpdate::default().messages(vec![message])), goto).into())
 }

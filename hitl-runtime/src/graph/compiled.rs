@@ -202,6 +202,12 @@ impl<S: State> CompileBuilder<S> {
         self
     }
 
+    /// Like [`resume_validator`](Self::resume_validator), with a shared validator.
+    pub fn resume_validator_arc(mut self, kind: impl Into<String>, validator: ResumeValidator) -> Self {
+        self.validators.insert(kind.into(), validator);
+        self
+    }
+
     /// How many thread states to keep in memory between runs (default 1024; 0 turns
     /// the cache off). A cached state is reused only for the exact checkpoint it was
     /// computed for, so it is never stale.
