@@ -59,7 +59,9 @@ pub enum GraphError {
         name: String,
     },
     /// Two tools with one name in an agent.
-    #[error("two tools are named `{name}`; tool names must be unique in an agent (rename one with `#[tool(name = \"...\")]`)")]
+    #[error(
+        "two tools are named `{name}`; tool names must be unique in an agent (rename one with `#[tool(name = \"...\")]`)"
+    )]
     DuplicateTool {
         /// The name.
         name: String,

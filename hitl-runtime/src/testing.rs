@@ -70,11 +70,17 @@ impl ScriptedModel {
             .into_iter()
             .map(|m| match m {
                 Message::Assistant(a) => a,
-                other => panic!("a scripted answer must be an assistant message, got a `{}` message", other.kind()),
+                other => panic!(
+                    "a scripted answer must be an assistant message, got a `{}` message",
+                    other.kind()
+                ),
             })
             .collect();
         Self::from_fn(move |messages| {
-            let turn = messages.iter().filter(|m| m.as_assistant().is_some()).count();
+            let turn = messages
+                .iter()
+                .filter(|m| m.as_assistant().is_some())
+                .count();
             turns.get(turn).cloned().ok_or_else(|| {
                 ModelError::Script(format!(
                     "no answer for model turn {turn}: the script has {} answers",
@@ -96,7 +102,10 @@ impl ScriptedModel {
 
     /// The conversations the model was called with, in order.
     pub fn requests(&self) -> Vec<Vec<Message>> {
-        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -215,7 +224,10 @@ impl ScriptedReviewer {
     }
 
     fn decide_for(&self, tool: &str) -> Option<Decision> {
-        let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(d) = self.in_order.get(*next) {
             *next += 1;
             return Some(d.clone());
@@ -308,7 +320,12 @@ fn render_review(out: &mut String, review: &Review) -> fmt::Result {
             v.get("action_requests").and_then(Value::as_array),
             v.get("review_configs").and_then(Value::as_array),
         ) {
-            writeln!(out, "review ({} call{}):", requests.len(), if requests.len() == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "review ({} call{}):",
+                requests.len(),
+                if requests.len() == 1 { "" } else { "s" }
+            )?;
             for (r, c) in requests.iter().zip(configs) {
                 writeln!(
                     out,
@@ -316,7 +333,10 @@ fn render_review(out: &mut String, review: &Review) -> fmt::Result {
                     r["name"].as_str().unwrap_or("?"),
                     r["args"],
                     c["allowed_decisions"],
-                    r["description"].as_str().unwrap_or("").replace('\n', "\n    ")
+                    r["description"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace('\n', "\n    ")
                 )?;
             }
         } else if v.get("type").and_then(Value::as_str) == Some("tool_approval") {
@@ -326,13 +346,20 @@ fn render_review(out: &mut String, review: &Review) -> fmt::Result {
                 v["name"].as_str().unwrap_or("?"),
                 v["args"],
                 v["allowed_decisions"],
-                v["description"].as_str().unwrap_or("").replace('\n', "\n    ")
+                v["description"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('\n', "\n    ")
             )?;
         } else {
             writeln!(out, "interrupt at {}: {v}", interrupt.node)?;
         }
     }
-    let decided: Vec<String> = review.answers.iter().map(|(n, d)| decision_text(n, d)).collect();
+    let decided: Vec<String> = review
+        .answers
+        .iter()
+        .map(|(n, d)| decision_text(n, d))
+        .collect();
     writeln!(out, "decisions: {}", decided.join("; "))
 }
 
@@ -399,10 +426,12 @@ pub async fn run_with_reviewer(
         let mut answers = Vec::new();
         let mut by_id = Vec::new();
         for interrupt in &out.interrupts {
-            let decided = reviewer.decisions(interrupt).ok_or_else(|| RunError::InvalidUpdate {
-                writer: "ScriptedReviewer".into(),
-                message: format!("no scripted decision for the interrupt {}", interrupt.value),
-            })?;
+            let decided = reviewer
+                .decisions(interrupt)
+                .ok_or_else(|| RunError::InvalidUpdate {
+                    writer: "ScriptedReviewer".into(),
+                    message: format!("no scripted decision for the interrupt {}", interrupt.value),
+                })?;
             let value = if interrupt.value.get("action_requests").is_some() {
                 json!({"decisions": decided.iter().map(|(_, d)| d).collect::<Vec<_>>()})
             } else {

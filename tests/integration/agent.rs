@@ -8,9 +8,9 @@ use hitl_runtime::agent::{Agent, HumanInTheLoop, ReviewMode, create_agent};
 use hitl_runtime::checkpoint::WriteKind;
 use hitl_runtime::testing::{ScriptedModel, ScriptedReviewer, run_with_reviewer};
 use hitl_runtime::{
-    Command, Decision, DecisionType, InMemorySaver, Interrupt, InterruptPolicy, Message,
-    PolicyMap, ResumeError, RunConfig, RunError, StreamEvent, StreamMode, ToolCall, ToolContext,
-    ToolError, interrupt_on, tool, tools,
+    Command, Decision, DecisionType, InMemorySaver, Interrupt, InterruptPolicy, Message, PolicyMap,
+    ResumeError, RunConfig, RunError, StreamEvent, StreamMode, ToolCall, ToolContext, ToolError,
+    interrupt_on, tool, tools,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 
 /// What the tools of one test ran, passed as run context.
 #[derive(Debug, Default, Clone)]
-pub struct Ran(pub Arc<Mutex<Vec<String>>>);
+pub(crate) struct Ran(pub Arc<Mutex<Vec<String>>>);
 
 impl Ran {
-    pub fn list(&self) -> Vec<String> {
+    pub(crate) fn list(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -34,41 +34,45 @@ fn record(cx: &ToolContext, what: String) {
 
 /// Send an email.
 #[tool(interrupt(allowed = [approve, edit, reject]))]
-pub async fn send_email(cx: ToolContext, to: String, body: String) -> Result<String, ToolError> {
+pub(crate) async fn send_email(
+    cx: ToolContext,
+    to: String,
+    body: String,
+) -> Result<String, ToolError> {
     record(&cx, format!("send_email to={to}"));
     Ok(format!("sent to {to}: {body}"))
 }
 
 /// Delete a file.
 #[tool(interrupt(allowed = [approve, reject], description = "Deleting {path} cannot be undone"))]
-pub async fn delete_file(cx: ToolContext, path: String) -> Result<String, ToolError> {
+pub(crate) async fn delete_file(cx: ToolContext, path: String) -> Result<String, ToolError> {
     record(&cx, format!("delete_file {path}"));
     Ok(format!("deleted {path}"))
 }
 
 /// Read a file.
 #[tool]
-pub async fn read_file(cx: ToolContext, path: String) -> Result<String, ToolError> {
+pub(crate) async fn read_file(cx: ToolContext, path: String) -> Result<String, ToolError> {
     record(&cx, format!("read_file {path}"));
     Ok(format!("contents of {path}"))
 }
 
 /// Ask the user a question.
 #[tool(interrupt(allowed = [respond]))]
-pub async fn ask_user(cx: ToolContext, question: String) -> Result<String, ToolError> {
+pub(crate) async fn ask_user(cx: ToolContext, question: String) -> Result<String, ToolError> {
     record(&cx, format!("ask_user {question}"));
     Ok("the tool itself never answers".into())
 }
 
-pub fn call(name: &str, args: Value, id: &str) -> ToolCall {
+pub(crate) fn call(name: &str, args: Value, id: &str) -> ToolCall {
     ToolCall::new(name, args, id)
 }
 
-pub fn turn(calls: Vec<ToolCall>) -> Message {
+pub(crate) fn turn(calls: Vec<ToolCall>) -> Message {
     Message::assistant_with_tools("", calls)
 }
 
-pub fn agent_with(model: ScriptedModel, hitl: HumanInTheLoop) -> Agent {
+pub(crate) fn agent_with(model: ScriptedModel, hitl: HumanInTheLoop) -> Agent {
     create_agent(model)
         .tools(tools![send_email, delete_file, read_file, ask_user])
         .middleware(hitl)
@@ -77,7 +81,7 @@ pub fn agent_with(model: ScriptedModel, hitl: HumanInTheLoop) -> Agent {
         .unwrap()
 }
 
-pub fn agent(model: ScriptedModel) -> Agent {
+pub(crate) fn agent(model: ScriptedModel) -> Agent {
     agent_with(model, HumanInTheLoop::from_tools())
 }
 
@@ -93,7 +97,10 @@ fn email(to: &str) -> Value {
 async fn a_model_turn_without_tool_calls_ends_the_run() {
     let agent = agent(ScriptedModel::turns([Message::assistant("Hello!")]));
     let ran = Ran::default();
-    let out = agent.invoke(Message::user("hi"), &cfg("plain", &ran)).await.unwrap();
+    let out = agent
+        .invoke(Message::user("hi"), &cfg("plain", &ran))
+        .await
+        .unwrap();
     assert!(out.is_done());
     assert_eq!(out.values.messages.len(), 2);
     assert!(ran.list().is_empty());
@@ -106,7 +113,10 @@ async fn ungated_calls_run_without_review() {
         Message::assistant("done"),
     ]));
     let ran = Ran::default();
-    let out = agent.invoke(Message::user("read"), &cfg("ungated", &ran)).await.unwrap();
+    let out = agent
+        .invoke(Message::user("read"), &cfg("ungated", &ran))
+        .await
+        .unwrap();
     assert!(out.is_done());
     assert_eq!(ran.list(), ["read_file a"]);
 }
@@ -124,7 +134,11 @@ async fn approve_runs_the_call_as_the_model_wrote_it() {
         .unwrap();
     assert_eq!(ran.list(), ["send_email to=alice"]);
     let tool = t.messages()[2].as_tool().unwrap();
-    assert_eq!(tool.content.text(), "sent to alice: hi", "no notice on an approved call");
+    assert_eq!(
+        tool.content.text(),
+        "sent to alice: hi",
+        "no notice on an approved call"
+    );
     insta::assert_snapshot!(t.to_string(), @r#"
     user: mail alice
     ai: 
@@ -149,17 +163,27 @@ async fn edit_runs_the_reviewers_args_keeps_the_models_call_and_says_so() {
     ]);
     let agent = agent(model.clone());
     let ran = Ran::default();
-    let reviewer = ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "hello"}));
+    let reviewer =
+        ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "hello"}));
     let t = run_with_reviewer(&agent, "mail alice", &cfg("edit", &ran), &reviewer)
         .await
         .unwrap();
     assert_eq!(ran.list(), ["send_email to=bob"]);
     let ai = t.messages()[1].as_assistant().unwrap();
-    assert_eq!(ai.tool_calls[0].args, email("alice"), "the model's call is kept");
+    assert_eq!(
+        ai.tool_calls[0].args,
+        email("alice"),
+        "the model's call is kept"
+    );
     let tool = t.messages()[2].as_tool().unwrap();
     let text = tool.content.text();
-    assert!(text.starts_with(hitl_runtime::agent::DEFAULT_EDIT_NOTICE), "{text}");
-    assert!(text.contains("Executed instead: send_email with arguments {\"body\":\"hello\",\"to\":\"bob\"}."));
+    assert!(
+        text.starts_with(hitl_runtime::agent::DEFAULT_EDIT_NOTICE),
+        "{text}"
+    );
+    assert!(text.contains(
+        "Executed instead: send_email with arguments {\"body\":\"hello\",\"to\":\"bob\"}."
+    ));
     assert!(text.ends_with("\n\nTool response:\nsent to bob: hello"));
     assert!(!text.contains("alice"), "the original args are not echoed");
     // The model saw the annotated result on its next turn.
@@ -173,7 +197,8 @@ async fn reject_answers_the_call_with_an_error_the_model_sees() {
         Message::assistant("OK, I will not delete it."),
     ]));
     let ran = Ran::default();
-    let reviewer = ScriptedReviewer::new().reject("delete_file", "Cannot delete records without backup.");
+    let reviewer =
+        ScriptedReviewer::new().reject("delete_file", "Cannot delete records without backup.");
     let t = run_with_reviewer(&agent, "drop the db", &cfg("reject", &ran), &reviewer)
         .await
         .unwrap();
@@ -198,9 +223,14 @@ async fn reject_without_a_message_uses_the_default_text() {
         Message::assistant("ok"),
     ]));
     let reviewer = ScriptedReviewer::new().reject("delete_file", "");
-    let t = run_with_reviewer(&agent, "x", &cfg("reject-default", &Ran::default()), &reviewer)
-        .await
-        .unwrap();
+    let t = run_with_reviewer(
+        &agent,
+        "x",
+        &cfg("reject-default", &Ran::default()),
+        &reviewer,
+    )
+    .await
+    .unwrap();
     let tool = t.messages()[2].as_tool().unwrap();
     assert_eq!(tool.tool_call_id, "c9");
     assert_eq!(tool.name.as_deref(), Some("delete_file"));
@@ -215,12 +245,18 @@ async fn reject_without_a_message_uses_the_default_text() {
 #[tokio::test]
 async fn respond_answers_in_place_of_the_tool() {
     let agent = agent(ScriptedModel::turns([
-        turn(vec![call("ask_user", json!({"question": "favourite colour?"}), "c1")]),
+        turn(vec![call(
+            "ask_user",
+            json!({"question": "favourite colour?"}),
+            "c1",
+        )]),
         Message::assistant("Blue it is."),
     ]));
     let ran = Ran::default();
     let reviewer = ScriptedReviewer::new().respond("ask_user", "blue");
-    let t = run_with_reviewer(&agent, "x", &cfg("respond", &ran), &reviewer).await.unwrap();
+    let t = run_with_reviewer(&agent, "x", &cfg("respond", &ran), &reviewer)
+        .await
+        .unwrap();
     assert!(ran.list().is_empty());
     let tool = t.messages()[2].as_tool().unwrap();
     assert_eq!(
@@ -239,7 +275,10 @@ async fn pause(agent: &Agent, cfg: &RunConfig) -> hitl_runtime::InterruptId {
 
 async fn expect_rejected(agent: &Agent, cfg: &RunConfig, resume: Value, expected: &str) {
     let before = agent.get_state(cfg).await.unwrap();
-    let err = agent.invoke(Command::resume(resume.clone()), cfg).await.unwrap_err();
+    let err = agent
+        .invoke(Command::resume(resume.clone()), cfg)
+        .await
+        .unwrap_err();
     let RunError::Resume(ResumeError::InvalidValue { problems, .. }) = &err else {
         panic!("{resume}: expected an invalid-value error, got {err}");
     };
@@ -249,7 +288,10 @@ async fn expect_rejected(agent: &Agent, cfg: &RunConfig, resume: Value, expected
     );
     let after = agent.get_state(cfg).await.unwrap();
     assert_eq!(after.checkpoint_id, before.checkpoint_id);
-    assert_eq!(after.interrupts, before.interrupts, "the same interrupt is still pending");
+    assert_eq!(
+        after.interrupts, before.interrupts,
+        "the same interrupt is still pending"
+    );
     let thread = cfg.thread_id().unwrap();
     let head = agent
         .checkpointer()
@@ -258,7 +300,10 @@ async fn expect_rejected(agent: &Agent, cfg: &RunConfig, resume: Value, expected
         .await
         .unwrap()
         .unwrap();
-    assert!(head.writes.iter().all(|w| w.kind != WriteKind::Resume), "nothing stored");
+    assert!(
+        head.writes.iter().all(|w| w.kind != WriteKind::Resume),
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -276,8 +321,14 @@ async fn every_bad_resume_is_rejected_before_anything_is_stored() {
     let cases = [
         (json!("yes"), "expected {\"decisions\": [..]}"),
         (json!({"decision": []}), "missing `decisions`"),
-        (json!({"decisions": []}), "0 decisions for 2 action requests"),
-        (json!({"decisions": [{"type": "approve"}]}), "1 decision for 2 action requests"),
+        (
+            json!({"decisions": []}),
+            "0 decisions for 2 action requests",
+        ),
+        (
+            json!({"decisions": [{"type": "approve"}]}),
+            "1 decision for 2 action requests",
+        ),
         (
             json!({"decisions": [{"type": "approve"}, {"type": "approve"}, {"type": "approve"}]}),
             "3 decisions for 2 action requests",
@@ -310,7 +361,10 @@ async fn every_bad_resume_is_rejected_before_anything_is_stored() {
     for (resume, expected) in cases {
         expect_rejected(&agent, &cfg, resume, expected).await;
     }
-    assert!(ran.list().is_empty(), "no tool ran during the rejected resumes");
+    assert!(
+        ran.list().is_empty(),
+        "no tool ran during the rejected resumes"
+    );
     // A correct resume then works, once.
     let out = agent
         .invoke(
@@ -337,7 +391,10 @@ async fn mixed_calls_one_review_in_call_order_and_the_reference_history_order() 
     let cfg = cfg("mixed", &ran);
     let out = agent.invoke(Message::user("go"), &cfg).await.unwrap();
     assert_eq!(out.next, ["HumanInTheLoopMiddleware.after_model"]);
-    assert!(ran.list().is_empty(), "auto-approved calls wait for the review");
+    assert!(
+        ran.list().is_empty(),
+        "auto-approved calls wait for the review"
+    );
     let value = &out.interrupts[0].value;
     let names: Vec<&str> = value["action_requests"]
         .as_array()
@@ -350,7 +407,9 @@ async fn mixed_calls_one_review_in_call_order_and_the_reference_history_order() 
 
     let out = agent
         .invoke(
-            Command::resume(json!({"decisions": [{"type": "approve"}, {"type": "reject", "message": "no"}]})),
+            Command::resume(
+                json!({"decisions": [{"type": "approve"}, {"type": "reject", "message": "no"}]}),
+            ),
             &cfg,
         )
         .await
@@ -367,7 +426,14 @@ async fn mixed_calls_one_review_in_call_order_and_the_reference_history_order() 
         .collect();
     assert_eq!(
         history,
-        ["human", "ai", "tool c3 Error", "tool c1 Success", "tool c2 Success", "ai"]
+        [
+            "human",
+            "ai",
+            "tool c3 Error",
+            "tool c1 Success",
+            "tool c2 Success",
+            "ai"
+        ]
     );
     let mut runs = ran.list();
     runs.sort();
@@ -383,13 +449,21 @@ async fn five_calls_two_gated_keep_their_order() {
         call("delete_file", json!({"path": "d"}), "D"),
         call("read_file", json!({"path": "e"}), "E"),
     ];
-    let agent = agent(ScriptedModel::turns([turn(calls.clone()), Message::assistant("ok")]));
-    let reviewer = ScriptedReviewer::new().approve("send_email").reject("delete_file", "no");
+    let agent = agent(ScriptedModel::turns([
+        turn(calls.clone()),
+        Message::assistant("ok"),
+    ]));
+    let reviewer = ScriptedReviewer::new()
+        .approve("send_email")
+        .reject("delete_file", "no");
     let t = run_with_reviewer(&agent, "x", &cfg("five", &Ran::default()), &reviewer)
         .await
         .unwrap();
     let ai = t.messages()[1].as_assistant().unwrap();
-    assert_eq!(ai.tool_calls, calls, "the model's calls are untouched and in order");
+    assert_eq!(
+        ai.tool_calls, calls,
+        "the model's calls are untouched and in order"
+    );
     let answered: Vec<&str> = t.messages()[2..7]
         .iter()
         .map(|m| m.as_tool().unwrap().tool_call_id.as_str())
@@ -420,7 +494,11 @@ async fn the_only_gated_call_rejected_skips_the_tools_and_asks_the_model_again()
     }
     assert_eq!(
         nodes,
-        ["HumanInTheLoopMiddleware.after_model", "model", "HumanInTheLoopMiddleware.after_model"]
+        [
+            "HumanInTheLoopMiddleware.after_model",
+            "model",
+            "HumanInTheLoopMiddleware.after_model"
+        ]
     );
     assert_eq!(model.requests().len(), 2);
     assert!(ran.list().is_empty());
@@ -453,7 +531,10 @@ async fn interrupt_on_overrides_attribute_policies() {
         json!(["approve", "edit", "reject", "respond"])
     );
     let out = agent
-        .invoke(Command::resume(json!({"decisions": [{"type": "respond", "message": "forget it"}]})), &cfg)
+        .invoke(
+            Command::resume(json!({"decisions": [{"type": "respond", "message": "forget it"}]})),
+            &cfg,
+        )
         .await
         .unwrap();
     assert!(out.is_done());
@@ -465,7 +546,11 @@ async fn interrupt_on_overrides_attribute_policies() {
         .middleware(HumanInTheLoop::new(interrupt_on! { send_email: true }))
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("`send_email`, which is not a tool of this agent"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`send_email`, which is not a tool of this agent"),
+        "{err}"
+    );
 }
 
 fn is_big_transfer(args: &Value) -> Option<bool> {
@@ -495,25 +580,40 @@ async fn when_gates_only_some_calls_and_descriptions_can_be_custom() {
     let ran = Ran::default();
     let cfg = cfg("when", &ran);
     let out = agent.invoke(Message::user("go"), &cfg).await.unwrap();
-    let requests = out.interrupts[0].value["action_requests"].as_array().unwrap().clone();
+    let requests = out.interrupts[0].value["action_requests"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(requests.len(), 1, "only the email to the boss is reviewed");
     assert_eq!(requests[0]["description"], "Email \"boss\"?");
     agent
-        .invoke(Command::resume(json!({"decisions": [{"type": "approve"}]})), &cfg)
+        .invoke(
+            Command::resume(json!({"decisions": [{"type": "approve"}]})),
+            &cfg,
+        )
         .await
         .unwrap();
     let mut runs = ran.list();
     runs.sort();
-    assert_eq!(runs, ["delete_file x", "send_email to=boss", "send_email to=me"]);
+    assert_eq!(
+        runs,
+        ["delete_file x", "send_email to=boss", "send_email to=me"]
+    );
 }
 
 #[tokio::test]
 async fn the_default_description_has_the_prefix_tool_and_args() {
     let agent = agent_with(
-        ScriptedModel::turns([turn(vec![call("send_email", email("a"), "c1")]), Message::assistant("ok")]),
+        ScriptedModel::turns([
+            turn(vec![call("send_email", email("a"), "c1")]),
+            Message::assistant("ok"),
+        ]),
         HumanInTheLoop::from_tools().description_prefix("Custom prefix"),
     );
-    let out = agent.invoke(Message::user("go"), &cfg("prefix", &Ran::default())).await.unwrap();
+    let out = agent
+        .invoke(Message::user("go"), &cfg("prefix", &Ran::default()))
+        .await
+        .unwrap();
     assert_eq!(
         out.interrupts[0].value["action_requests"][0]["description"],
         "Custom prefix\n\nTool: send_email\nArgs: {\"body\":\"hi\",\"to\":\"a\"}"
@@ -529,10 +629,16 @@ async fn an_edit_is_forgotten_before_the_next_turn_reuses_its_call_id() {
     ]));
     let ran = Ran::default();
     let reviewer = ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "b"}));
-    let t = run_with_reviewer(&agent, "go", &cfg("reuse-id", &ran), &reviewer).await.unwrap();
+    let t = run_with_reviewer(&agent, "go", &cfg("reuse-id", &ran), &reviewer)
+        .await
+        .unwrap();
     assert_eq!(ran.list(), ["send_email to=bob", "read_file x"]);
     let second = t.messages()[4].as_tool().unwrap();
-    assert_eq!(second.content.text(), "contents of x", "no notice on the unrelated call");
+    assert_eq!(
+        second.content.text(),
+        "contents of x",
+        "no notice on the unrelated call"
+    );
     let state = agent.get_state(&cfg("reuse-id", &ran)).await.unwrap();
     assert!(state.values.edited_tool_calls.is_empty());
 }
@@ -563,7 +669,11 @@ async fn a_recorded_edit_still_runs_after_the_policy_is_tightened() {
         )
         .await
         .unwrap();
-    assert_eq!(out.next, ["tools"], "stopped at the breakpoint with the edit recorded");
+    assert_eq!(
+        out.next,
+        ["tools"],
+        "stopped at the breakpoint with the edit recorded"
+    );
     let strict = build(interrupt_on! { send_email: [approve] });
     let out = strict.invoke(None, &cfg).await.unwrap();
     assert!(out.is_done());
@@ -573,15 +683,24 @@ async fn a_recorded_edit_still_runs_after_the_policy_is_tightened() {
 #[tokio::test]
 async fn edit_notice_can_be_changed_or_turned_off() {
     for (notice, expected) in [
-        (Some("EDITED.".to_string()), "EDITED. Executed instead: send_email with arguments {\"body\":\"b\",\"to\":\"bob\"}.\n\nTool response:\nsent to bob: b"),
+        (
+            Some("EDITED.".to_string()),
+            "EDITED. Executed instead: send_email with arguments {\"body\":\"b\",\"to\":\"bob\"}.\n\nTool response:\nsent to bob: b",
+        ),
         (None, "sent to bob: b"),
     ] {
         let agent = agent_with(
-            ScriptedModel::turns([turn(vec![call("send_email", email("alice"), "c1")]), Message::assistant("ok")]),
+            ScriptedModel::turns([
+                turn(vec![call("send_email", email("alice"), "c1")]),
+                Message::assistant("ok"),
+            ]),
             HumanInTheLoop::from_tools().edit_notice(notice),
         );
-        let reviewer = ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "b"}));
-        let t = run_with_reviewer(&agent, "go", &cfg("notice", &Ran::default()), &reviewer).await.unwrap();
+        let reviewer =
+            ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "b"}));
+        let t = run_with_reviewer(&agent, "go", &cfg("notice", &Ran::default()), &reviewer)
+            .await
+            .unwrap();
         assert_eq!(t.messages()[2].text(), expected);
     }
 }
@@ -600,10 +719,8 @@ async fn streaming_updates_until_the_interrupt_then_resuming() {
     while let Some(event) = stream.next().await {
         match event.unwrap() {
             StreamEvent::Update { node, .. } => seen.push(format!("update {node}")),
-            StreamEvent::Message { chunk, .. } => {
-                if !chunk.tool_call_chunks.is_empty() {
-                    seen.push("tool call chunk".into());
-                }
+            StreamEvent::Message { chunk, .. } if !chunk.tool_call_chunks.is_empty() => {
+                seen.push("tool call chunk".into());
             }
             StreamEvent::Interrupt { interrupts } => {
                 interrupt = Some(interrupts);
@@ -614,7 +731,10 @@ async fn streaming_updates_until_the_interrupt_then_resuming() {
     }
     seen.dedup();
     assert_eq!(seen, ["tool call chunk", "update model"]);
-    assert_eq!(interrupt.unwrap()[0].value["action_requests"][0]["name"], "delete_file");
+    assert_eq!(
+        interrupt.unwrap()[0].value["action_requests"][0]["name"],
+        "delete_file"
+    );
     drop(stream);
     let mut resumed = agent.stream(
         Command::resume(json!({"decisions": [{"type": "approve"}]})),
@@ -632,28 +752,42 @@ async fn streaming_updates_until_the_interrupt_then_resuming() {
     }
     assert_eq!(
         updates,
-        ["HumanInTheLoopMiddleware.after_model", "tools", "model", "HumanInTheLoopMiddleware.after_model"]
+        [
+            "HumanInTheLoopMiddleware.after_model",
+            "tools",
+            "model",
+            "HumanInTheLoopMiddleware.after_model"
+        ]
     );
     assert_eq!(text, "Deleted.");
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct TransferDecision {
+pub(crate) struct TransferDecision {
     approved: bool,
 }
 
 #[derive(Serialize, Interrupt)]
 #[interrupt(resume = TransferDecision)]
-pub struct LargeTransfer {
+pub(crate) struct LargeTransfer {
     amount: f64,
     to: String,
 }
 
 /// Transfer money; transfers over 1000 ask a human.
 #[tool]
-pub async fn transfer_money(cx: ToolContext, amount: f64, to: String) -> Result<String, ToolError> {
+pub(crate) async fn transfer_money(
+    cx: ToolContext,
+    amount: f64,
+    to: String,
+) -> Result<String, ToolError> {
     if amount > 1000.0 {
-        let d = cx.interrupt(LargeTransfer { amount, to: to.clone() }).await?;
+        let d = cx
+            .interrupt(LargeTransfer {
+                amount,
+                to: to.clone(),
+            })
+            .await?;
         if !d.approved {
             return Ok("Transaction cancelled by user".into());
         }
@@ -666,8 +800,16 @@ pub async fn transfer_money(cx: ToolContext, amount: f64, to: String) -> Result<
 async fn a_custom_interrupt_over_a_threshold_asks_with_a_typed_payload_and_answer() {
     let agent = create_agent(ScriptedModel::turns([
         turn(vec![
-            call("transfer_money", json!({"amount": 50.0, "to": "alice"}), "small"),
-            call("transfer_money", json!({"amount": 5000.0, "to": "bob"}), "big"),
+            call(
+                "transfer_money",
+                json!({"amount": 50.0, "to": "alice"}),
+                "small",
+            ),
+            call(
+                "transfer_money",
+                json!({"amount": 5000.0, "to": "bob"}),
+                "big",
+            ),
         ]),
         Message::assistant("done"),
     ]))
@@ -678,15 +820,35 @@ async fn a_custom_interrupt_over_a_threshold_asks_with_a_typed_payload_and_answe
     let ran = Ran::default();
     let cfg = cfg("threshold", &ran);
     let out = agent.invoke(Message::user("pay"), &cfg).await.unwrap();
-    assert_eq!(ran.list(), ["transfer 50 alice"], "the small transfer ran at once");
+    assert_eq!(
+        ran.list(),
+        ["transfer 50 alice"],
+        "the small transfer ran at once"
+    );
     let pending = &out.interrupts[0];
     assert_eq!(pending.value, json!({"amount": 5000.0, "to": "bob"}));
-    assert_eq!(pending.resume_schema.as_ref().unwrap()["properties"]["approved"]["type"], "boolean");
-    let err = agent.invoke(Command::resume(json!({"approved": "yes"})), &cfg).await.unwrap_err();
-    assert!(matches!(err, RunError::Resume(ResumeError::InvalidValue { .. })), "{err}");
-    let out = agent.invoke(Command::resume(json!({"approved": true})), &cfg).await.unwrap();
+    assert_eq!(
+        pending.resume_schema.as_ref().unwrap()["properties"]["approved"]["type"],
+        "boolean"
+    );
+    let err = agent
+        .invoke(Command::resume(json!({"approved": "yes"})), &cfg)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RunError::Resume(ResumeError::InvalidValue { .. })),
+        "{err}"
+    );
+    let out = agent
+        .invoke(Command::resume(json!({"approved": true})), &cfg)
+        .await
+        .unwrap();
     assert!(out.is_done());
-    assert_eq!(ran.list(), ["transfer 50 alice", "transfer 5000 bob"], "nothing ran twice");
+    assert_eq!(
+        ran.list(),
+        ["transfer 50 alice", "transfer 5000 bob"],
+        "nothing ran twice"
+    );
     let last_tool = out.values.messages[3].as_tool().unwrap();
     assert_eq!(last_tool.content.text(), "Transferred $5000 to bob");
 }
@@ -711,11 +873,18 @@ async fn the_idempotency_key_is_stable_across_re_runs() {
     let ran = Ran::default();
     let cfg = cfg("key", &ran);
     agent.invoke(Message::user("go"), &cfg).await.unwrap();
-    agent.invoke(Command::resume(json!("yes")), &cfg).await.unwrap();
+    agent
+        .invoke(Command::resume(json!("yes")), &cfg)
+        .await
+        .unwrap();
     let keys = ran.list();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], keys[1]);
-    assert!(keys[0].starts_with("key/") && keys[0].ends_with("/k1"), "{}", keys[0]);
+    assert!(
+        keys[0].starts_with("key/") && keys[0].ends_with("/k1"),
+        "{}",
+        keys[0]
+    );
 }
 
 #[tokio::test]
@@ -727,13 +896,21 @@ async fn async_invocation_seed_and_typed_decisions_resume() {
     let cfg = cfg("typed", &Ran::default());
     let out = agent.invoke(Message::user("go"), &cfg).await.unwrap();
     assert!(out.is_interrupted());
-    let decisions = hitl_runtime::HitlResponse::from([Decision::edit::<send_email>(SendEmailArgs {
-        to: "carol".into(),
-        body: "hey".into(),
-    })]);
-    let out = agent.invoke(Command::resume(decisions), &cfg).await.unwrap();
+    let decisions =
+        hitl_runtime::HitlResponse::from([Decision::edit::<send_email>(SendEmailArgs {
+            to: "carol".into(),
+            body: "hey".into(),
+        })]);
+    let out = agent
+        .invoke(Command::resume(decisions), &cfg)
+        .await
+        .unwrap();
     assert!(out.is_done());
-    assert!(out.values.messages[2].text().ends_with("sent to carol: hey"));
+    assert!(
+        out.values.messages[2]
+            .text()
+            .ends_with("sent to carol: hey")
+    );
 }
 
 #[tokio::test]
@@ -746,9 +923,14 @@ async fn per_call_mode_has_the_same_texts() {
         HumanInTheLoop::from_tools().mode(ReviewMode::PerCall),
     );
     let reviewer = ScriptedReviewer::new().reject("delete_file", "not now");
-    let t = run_with_reviewer(&agent, "go", &cfg("per-call-text", &Ran::default()), &reviewer)
-        .await
-        .unwrap();
+    let t = run_with_reviewer(
+        &agent,
+        "go",
+        &cfg("per-call-text", &Ran::default()),
+        &reviewer,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         t.messages()[2].text(),
         "User rejected the tool call for `delete_file` with reason: not now"

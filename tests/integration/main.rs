@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per topic.
 
 mod agent;
+mod agent_per_call;
 mod common;
 mod conformance;
 mod graph;

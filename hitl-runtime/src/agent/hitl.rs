@@ -165,7 +165,9 @@ impl HumanInTheLoop {
     }
 
     fn review(&self, call: &ToolCall) -> Option<&InterruptPolicy> {
-        self.policies.get(&call.name).filter(|p| p.gates(&call.args))
+        self.policies
+            .get(&call.name)
+            .filter(|p| p.gates(&call.args))
     }
 
     /// The description shown for a call: the policy's, or the default
@@ -181,7 +183,11 @@ impl HumanInTheLoop {
         })
     }
 
-    fn annotate(&self, action: &Action, output: Result<Value, ToolError>) -> Result<Value, ToolError> {
+    fn annotate(
+        &self,
+        action: &Action,
+        output: Result<Value, ToolError>,
+    ) -> Result<Value, ToolError> {
         let Some(notice) = &self.edit_notice else {
             return output;
         };
@@ -217,7 +223,8 @@ fn sorted_json(value: &Value) -> String {
     fn sort(v: &Value) -> Value {
         match v {
             Value::Object(o) => {
-                let sorted: BTreeMap<&String, Value> = o.iter().map(|(k, v)| (k, sort(v))).collect();
+                let sorted: BTreeMap<&String, Value> =
+                    o.iter().map(|(k, v)| (k, sort(v))).collect();
                 Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
             }
             Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
@@ -239,9 +246,7 @@ fn reject_text(name: &str, id: &str, message: Option<&str>) -> String {
 }
 
 fn decision_schema(name: &str, allowed: &[DecisionType]) -> Value {
-    let object = |props: Value, required: &[&str]| {
-        json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
-    };
+    let object = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
     let branches: Vec<Value> = allowed
         .iter()
         .map(|d| match d {
@@ -289,7 +294,11 @@ fn batched_schema(request: &HitlRequest) -> Value {
 }
 
 fn list(allowed: &[DecisionType]) -> String {
-    allowed.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+    allowed
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks one decision; returns its problems.
@@ -305,16 +314,27 @@ fn check_decision(
         None => format!("the decision for `{name}`"),
     };
     let Some(obj) = decision.as_object() else {
-        return vec![format!("{at}: expected an object such as {{\"type\": \"approve\"}}, got {decision}")];
+        return vec![format!(
+            "{at}: expected an object such as {{\"type\": \"approve\"}}, got {decision}"
+        )];
     };
     let Some(kind) = obj.get("type").and_then(Value::as_str) else {
-        return vec![format!("{at}: missing `type`; expected one of {}", list(allowed))];
+        return vec![format!(
+            "{at}: missing `type`; expected one of {}",
+            list(allowed)
+        )];
     };
     let Some(kind) = DecisionType::ALL.into_iter().find(|d| d.as_str() == kind) else {
-        return vec![format!("{at}: unknown decision type `{kind}`; expected one of {}", list(allowed))];
+        return vec![format!(
+            "{at}: unknown decision type `{kind}`; expected one of {}",
+            list(allowed)
+        )];
     };
     if !allowed.contains(&kind) {
-        return vec![format!("{at}: `{kind}` is not allowed for this tool; allowed: {}", list(allowed))];
+        return vec![format!(
+            "{at}: `{kind}` is not allowed for this tool; allowed: {}",
+            list(allowed)
+        )];
     }
     let mut problems = Vec::new();
     let known: &[&str] = match kind {
@@ -323,7 +343,9 @@ fn check_decision(
         DecisionType::Reject | DecisionType::Respond => &["type", "message"],
     };
     for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-        problems.push(format!("{at}: unexpected field `{key}` in a `{kind}` decision"));
+        problems.push(format!(
+            "{at}: unexpected field `{key}` in a `{kind}` decision"
+        ));
     }
     match kind {
         DecisionType::Approve => {}
@@ -333,7 +355,9 @@ fn check_decision(
             )),
             Some(action) => {
                 match action.get("name").and_then(Value::as_str) {
-                    None => problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")")),
+                    None => {
+                        problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")"))
+                    }
                     Some(other) if other != name => problems.push(format!(
                         "{at}: an edit may not switch tools: `{name}` was edited to `{other}`"
                     )),
@@ -341,13 +365,13 @@ fn check_decision(
                 }
                 match action.get("args") {
                     Some(args @ Value::Object(_)) => {
-                        if let Some(schema) = args_schema {
-                            if let Err(errors) = crate::schema::validate(schema, args) {
-                                problems.push(format!(
-                                    "{at}: the edited arguments do not match the tool's schema: {}",
-                                    errors.join("; ")
-                                ));
-                            }
+                        if let Some(schema) = args_schema
+                            && let Err(errors) = crate::schema::validate(schema, args)
+                        {
+                            problems.push(format!(
+                                "{at}: the edited arguments do not match the tool's schema: {}",
+                                errors.join("; ")
+                            ));
                         }
                     }
                     _ => problems.push(format!("{at}: `edited_action` needs `args`, an object")),
@@ -364,7 +388,9 @@ fn check_decision(
         }
         DecisionType::Respond => {
             if !obj.get("message").is_some_and(Value::is_string) {
-                problems.push(format!("{at}: a respond decision needs `message`, the text the model sees"));
+                problems.push(format!(
+                    "{at}: a respond decision needs `message`, the text the model sees"
+                ));
             }
         }
     }
@@ -408,7 +434,11 @@ fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec
             config.args_schema.as_ref(),
         ));
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 fn validate_per_call(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec<String>> {
@@ -421,7 +451,11 @@ fn validate_per_call(pending: &PendingInterrupt, value: &Value) -> Result<(), Ve
         &request.allowed_decisions,
         request.args_schema.as_ref(),
     );
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 #[async_trait::async_trait]
@@ -469,7 +503,11 @@ impl Middleware for HumanInTheLoop {
         Ok(())
     }
 
-    async fn after_model(&self, state: &AgentState, cx: &NodeContext) -> Result<HookOutput, NodeError> {
+    async fn after_model(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
         let Some(ai) = state.messages.iter().rev().find_map(Message::as_assistant) else {
             return Ok(Self::edits_cleared(state));
         };
@@ -627,19 +665,38 @@ mod tests {
         ]});
         assert_eq!(validate_batched(&p, &ok), Ok(()));
         let cases = [
-            (json!("yes"), "expected {\"decisions\": [..]} with one decision per action request, got \"yes\""),
-            (json!({"decision": []}), "missing `decisions`: expected {\"decisions\": [..]} with one decision per action request"),
-            (json!({"decisions": [{"type": "approve"}]}), "1 decision for 2 action requests: give exactly one decision per action request, in order"),
-            (json!({"decisions": [{"type": "respond", "message": "x"}, {"type": "approve"}]}),
-             "decision 0 (`send_email`): `respond` is not allowed for this tool; allowed: `approve`, `edit`, `reject`"),
-            (json!({"decisions": [{"type": "maybe"}, {"type": "approve"}]}),
-             "decision 0 (`send_email`): unknown decision type `maybe`; expected one of `approve`, `edit`, `reject`"),
-            (json!({"decisions": [{"type": "edit"}, {"type": "approve"}]}),
-             "decision 0 (`send_email`): an edit needs `edited_action`: {\"name\": \"send_email\", \"args\": {..}}"),
-            (json!({"decisions": [{"type": "edit", "edited_action": {"name": "draft_email", "args": {"to": "b"}}}, {"type": "approve"}]}),
-             "decision 0 (`send_email`): an edit may not switch tools: `send_email` was edited to `draft_email`"),
-            (json!({"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {"too": 1}}}, {"type": "approve"}]}),
-             "decision 0 (`send_email`): the edited arguments do not match the tool's schema"),
+            (
+                json!("yes"),
+                "expected {\"decisions\": [..]} with one decision per action request, got \"yes\"",
+            ),
+            (
+                json!({"decision": []}),
+                "missing `decisions`: expected {\"decisions\": [..]} with one decision per action request",
+            ),
+            (
+                json!({"decisions": [{"type": "approve"}]}),
+                "1 decision for 2 action requests: give exactly one decision per action request, in order",
+            ),
+            (
+                json!({"decisions": [{"type": "respond", "message": "x"}, {"type": "approve"}]}),
+                "decision 0 (`send_email`): `respond` is not allowed for this tool; allowed: `approve`, `edit`, `reject`",
+            ),
+            (
+                json!({"decisions": [{"type": "maybe"}, {"type": "approve"}]}),
+                "decision 0 (`send_email`): unknown decision type `maybe`; expected one of `approve`, `edit`, `reject`",
+            ),
+            (
+                json!({"decisions": [{"type": "edit"}, {"type": "approve"}]}),
+                "decision 0 (`send_email`): an edit needs `edited_action`: {\"name\": \"send_email\", \"args\": {..}}",
+            ),
+            (
+                json!({"decisions": [{"type": "edit", "edited_action": {"name": "draft_email", "args": {"to": "b"}}}, {"type": "approve"}]}),
+                "decision 0 (`send_email`): an edit may not switch tools: `send_email` was edited to `draft_email`",
+            ),
+            (
+                json!({"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {"too": 1}}}, {"type": "approve"}]}),
+                "decision 0 (`send_email`): the edited arguments do not match the tool's schema",
+            ),
         ];
         for (value, expected) in cases {
             let problems = validate_batched(&p, &value).unwrap_err();
@@ -661,7 +718,10 @@ mod tests {
         assert!(validate_batched(&p, &good).is_ok());
         assert!(crate::schema::validate(&schema, &bad).is_err());
         assert!(validate_batched(&p, &bad).is_err());
-        assert_eq!(keys(schema.as_object().unwrap()), ["additionalProperties", "properties", "required", "type"]);
+        assert_eq!(
+            keys(schema.as_object().unwrap()),
+            ["additionalProperties", "properties", "required", "type"]
+        );
     }
 
     #[test]

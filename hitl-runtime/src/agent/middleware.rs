@@ -195,7 +195,11 @@ impl<'a> ToolNext<'a> {
     {
         Box::pin(async move {
             match self.chain.split_first() {
-                Some((first, rest)) => first.wrap_tool_call(request, ToolNext { chain: rest }).await,
+                Some((first, rest)) => {
+                    first
+                        .wrap_tool_call(request, ToolNext { chain: rest })
+                        .await
+                }
                 None => {
                     let Some(tool) = request.tool().cloned() else {
                         return Err(ToolError::UnknownTool {
@@ -242,25 +246,41 @@ pub trait Middleware: Send + Sync + 'static {
     }
 
     /// Once per invocation, before everything.
-    async fn before_agent(&self, state: &AgentState, cx: &NodeContext) -> Result<HookOutput, NodeError> {
+    async fn before_agent(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
         let _ = (state, cx);
         Ok(HookOutput::none())
     }
 
     /// Before every model call.
-    async fn before_model(&self, state: &AgentState, cx: &NodeContext) -> Result<HookOutput, NodeError> {
+    async fn before_model(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
         let _ = (state, cx);
         Ok(HookOutput::none())
     }
 
     /// After every model call.
-    async fn after_model(&self, state: &AgentState, cx: &NodeContext) -> Result<HookOutput, NodeError> {
+    async fn after_model(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
         let _ = (state, cx);
         Ok(HookOutput::none())
     }
 
     /// Once per invocation, at the end.
-    async fn after_agent(&self, state: &AgentState, cx: &NodeContext) -> Result<HookOutput, NodeError> {
+    async fn after_agent(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
         let _ = (state, cx);
         Ok(HookOutput::none())
     }

@@ -39,9 +39,7 @@ pub use hitl::{
     ActionRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
     ReviewConfig, ReviewMode, ToolApprovalRequest,
 };
-pub use middleware::{
-    HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext,
-};
+pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
 pub use model::{ChatModel, ModelError, ModelRequest};
 pub use retry::{Backoff, ModelRetry, ToolRetry};
 
@@ -168,14 +166,19 @@ impl AgentBuilder {
     }
 
     /// Pauses before these nodes (`"model"`, `"tools"`, or a hook's node name).
-    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
-        self.interrupt_before.extend(nodes.into_iter().map(Into::into));
+    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(
+        mut self,
+        nodes: I,
+    ) -> Self {
+        self.interrupt_before
+            .extend(nodes.into_iter().map(Into::into));
         self
     }
 
     /// Pauses after these nodes.
     pub fn interrupt_after<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
-        self.interrupt_after.extend(nodes.into_iter().map(Into::into));
+        self.interrupt_after
+            .extend(nodes.into_iter().map(Into::into));
         self
     }
 
@@ -225,17 +228,25 @@ impl AgentBuilder {
         });
 
         let mut g = StateGraph::<AgentState>::new();
-        let hook_nodes = |g: &mut StateGraph<AgentState>, hook: Hook, order: &[Arc<dyn Middleware>]| {
+        let hook_nodes = |g: &mut StateGraph<AgentState>,
+                          hook: Hook,
+                          order: &[Arc<dyn Middleware>]| {
             order
                 .iter()
                 .filter(|m| hook.enabled(m.hooks()))
                 .map(|m| {
                     let (shared, m2) = (shared.clone(), m.clone());
-                    let position = middleware.iter().position(|x| Arc::ptr_eq(x, m)).unwrap_or(0);
-                    let handle = g.add_node(&format!("{}.{}", m.name(), hook.name()), move |state, cx| {
-                        let (shared, m) = (shared.clone(), m2.clone());
-                        async move { run_hook(&shared, &*m, hook, position, state, cx).await }
-                    });
+                    let position = middleware
+                        .iter()
+                        .position(|x| Arc::ptr_eq(x, m))
+                        .unwrap_or(0);
+                    let handle = g.add_node(
+                        &format!("{}.{}", m.name(), hook.name()),
+                        move |state, cx| {
+                            let (shared, m) = (shared.clone(), m2.clone());
+                            async move { run_hook(&shared, &*m, hook, position, state, cx).await }
+                        },
+                    );
                     (position, handle)
                 })
                 .collect::<Vec<_>>()
@@ -256,7 +267,8 @@ impl AgentBuilder {
         });
         let after_agent = hook_nodes(&mut g, Hook::AfterAgent, &reversed);
 
-        let handles = |v: &[(usize, NodeHandle<AgentState>)]| v.iter().map(|(_, h)| *h).collect::<Vec<_>>();
+        let handles =
+            |v: &[(usize, NodeHandle<AgentState>)]| v.iter().map(|(_, h)| *h).collect::<Vec<_>>();
         let wiring = Wiring {
             before_agent: handles(&before_agent),
             before_model: handles(&before_model),
@@ -286,7 +298,10 @@ impl AgentBuilder {
             compile = compile.checkpointer_arc(saver);
         }
         let lookup = |names: &[String]| -> Result<Vec<NodeHandle<AgentState>>, GraphError> {
-            names.iter().map(|n| node_by_name(&every, &shared, n)).collect()
+            names
+                .iter()
+                .map(|n| node_by_name(&every, &shared, n))
+                .collect()
         };
         compile = compile
             .interrupt_before(lookup(&self.interrupt_before)?)
@@ -308,7 +323,11 @@ fn node_by_name(
         .map(|i| every[i])
         .ok_or_else(|| GraphError::UnknownNode {
             name: name.into(),
-            known: names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            known: names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -380,7 +399,10 @@ impl Wiring {
     }
 
     fn entry(&self) -> NodeHandle<AgentState> {
-        self.before_agent.first().copied().unwrap_or_else(|| self.loop_entry())
+        self.before_agent
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.loop_entry())
     }
 
     fn loop_entry(&self) -> NodeHandle<AgentState> {
@@ -405,7 +427,9 @@ struct Shared {
 
 impl Shared {
     fn wiring(&self) -> &Wiring {
-        self.wiring.get().expect("the agent graph is wired before it runs")
+        self.wiring
+            .get()
+            .expect("the agent graph is wired before it runs")
     }
 }
 
@@ -480,10 +504,11 @@ fn after_hook(
             JumpTo::Tools => route_after_model(shared, &state.messages, update_messages),
         };
     }
-    let next_in = |chain: &[NodeHandle<AgentState>], order: Vec<usize>| -> Option<NodeHandle<AgentState>> {
-        let i = order.iter().position(|p| *p == position)?;
-        chain.get(i + 1).copied()
-    };
+    let next_in =
+        |chain: &[NodeHandle<AgentState>], order: Vec<usize>| -> Option<NodeHandle<AgentState>> {
+            let i = order.iter().position(|p| *p == position)?;
+            chain.get(i + 1).copied()
+        };
     let positions = |hook: Hook, reverse: bool| -> Vec<usize> {
         let mut v: Vec<usize> = shared
             .middleware
@@ -499,7 +524,8 @@ fn after_hook(
     };
     match hook {
         Hook::BeforeAgent => vec![Goto::Node(
-            next_in(&wiring.before_agent, positions(hook, false)).unwrap_or_else(|| wiring.loop_entry()),
+            next_in(&wiring.before_agent, positions(hook, false))
+                .unwrap_or_else(|| wiring.loop_entry()),
         )],
         Hook::BeforeModel => vec![Goto::Node(
             next_in(&wiring.before_model, positions(hook, false)).unwrap_or(wiring.model),
@@ -626,5 +652,9 @@ async fn run_tools(
         status,
     });
     let goto = vec![Goto::Node(shared.wiring().loop_entry())];
-    Ok(command(Some(AgentStateUpdate::default().messages(vec![message])), goto).into())
+    Ok(command(
+        Some(AgentStateUpdate::default().messages(vec![message])),
+        goto,
+    )
+    .into())
 }

@@ -79,7 +79,10 @@ impl ModelRetry {
     }
 
     /// Which errors are retried.
-    pub fn retry_if(mut self, predicate: impl Fn(&ModelError) -> bool + Send + Sync + 'static) -> Self {
+    pub fn retry_if(
+        mut self,
+        predicate: impl Fn(&ModelError) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.retry_if = Arc::new(predicate);
         self
     }
@@ -148,7 +151,10 @@ impl ToolRetry {
     }
 
     /// Which errors are retried.
-    pub fn retry_if(mut self, predicate: impl Fn(&ToolError) -> bool + Send + Sync + 'static) -> Self {
+    pub fn retry_if(
+        mut self,
+        predicate: impl Fn(&ToolError) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.retry_if = Arc::new(predicate);
         self
     }

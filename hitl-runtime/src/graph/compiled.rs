@@ -203,7 +203,11 @@ impl<S: State> CompileBuilder<S> {
     }
 
     /// Like [`resume_validator`](Self::resume_validator), with a shared validator.
-    pub fn resume_validator_arc(mut self, kind: impl Into<String>, validator: ResumeValidator) -> Self {
+    pub fn resume_validator_arc(
+        mut self,
+        kind: impl Into<String>,
+        validator: ResumeValidator,
+    ) -> Self {
         self.validators.insert(kind.into(), validator);
         self
     }
