@@ -356,7 +356,7 @@ fn check_decision(
             Some(action) => {
                 match action.get("name").and_then(Value::as_str) {
                     None => {
-                        problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")"))
+                        problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")"));
                     }
                     Some(other) if other != name => problems.push(format!(
                         "{at}: an edit may not switch tools: `{name}` was edited to `{other}`"
