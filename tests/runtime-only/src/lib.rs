@@ -1,6 +1,6 @@
 //! Tools in a crate whose only dependency is `hitl-runtime`.
 
-use hitl_runtime::{Decision, Tool, ToolError, interrupt_on, tool, tools};
+use hitl_runtime::{Decision, ToolError, interrupt_on, tool, tools};
 
 /// Delete a file.
 #[tool(interrupt(allowed = [approve, edit, reject], description = "Deleting {path}"))]
@@ -32,6 +32,8 @@ pub fn setup() -> (hitl_runtime::ToolSet, hitl_runtime::PolicyMap, Decision) {
 
 #[cfg(test)]
 mod tests {
+    use hitl_runtime::Tool;
+
     use super::*;
 
     #[test]
