@@ -553,10 +553,6 @@ async fn interrupt_on_overrides_attribute_policies() {
     );
 }
 
-fn is_big_transfer(args: &Value) -> Option<bool> {
-    Some(args.get("amount")?.as_f64()? > 1000.0)
-}
-
 #[tokio::test]
 async fn when_gates_only_some_calls_and_descriptions_can_be_custom() {
     let policies = PolicyMap::new()
