@@ -6,6 +6,7 @@ mod common;
 mod conformance;
 mod graph;
 mod interrupts;
+mod openai;
 mod smoke;
 mod state_api;
 mod storage;

@@ -25,6 +25,8 @@
 mod hitl;
 mod middleware;
 mod model;
+#[cfg(feature = "openai")]
+mod openai;
 mod retry;
 
 use std::borrow::Cow;
@@ -41,6 +43,9 @@ pub use hitl::{
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
 pub use model::{ChatModel, ModelError, ModelRequest};
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub use openai::OpenAiModel;
 pub use retry::{Backoff, ModelRetry, ToolRetry};
 
 use crate::checkpoint::Checkpointer;
