@@ -20,6 +20,8 @@
 
 mod codec;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -34,7 +36,10 @@ use crate::error::CheckpointError;
 use crate::ids::{CheckpointId, InterruptId, TaskId};
 
 pub(crate) use codec::{StepBlobs, materialize};
-pub use memory::InMemorySaver;
+pub use memory::{InMemorySaver, StoredBytes};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::{SqliteDurability, SqliteSaver};
 
 /// Why a checkpoint was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,6 +399,13 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
         &self,
         limit: usize,
     ) -> Result<Vec<PendingThread>, CheckpointError>;
+
+    /// Makes everything written so far durable. A run calls it before it returns; a
+    /// saver that commits lazily (a Postgres saver with `Durability::RunEnd`) waits
+    /// for the disk here. The default does nothing.
+    async fn flush(&self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// The checkpoints a prune keeps: the head lineage, possibly truncated.

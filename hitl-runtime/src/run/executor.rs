@@ -216,16 +216,26 @@ pub(crate) async fn execute<S: State>(
         sink,
         cacheable,
     };
-    let (current, answers) = runner.start(input).await?;
-    let shared = Arc::new(RunShared {
-        thread: runner.thread.clone(),
-        saver: runner.saver.clone(),
-        answers,
-        events: runner.context_sink(),
-        modes: runner.sink.as_ref().map_or(StreamModes::NONE, |s| s.modes),
-        config: cfg.clone(),
-    });
-    runner.drive(current, &shared).await
+    let result = async {
+        let (current, answers) = runner.start(input).await?;
+        let shared = Arc::new(RunShared {
+            thread: runner.thread.clone(),
+            saver: runner.saver.clone(),
+            answers,
+            events: runner.context_sink(),
+            modes: runner.sink.as_ref().map_or(StreamModes::NONE, |s| s.modes),
+            config: cfg.clone(),
+        });
+        runner.drive(current, &shared).await
+    }
+    .await;
+    // Whatever happened, what was written is durable before the run returns.
+    let flushed = runner.saver.flush().await;
+    match (result, flushed) {
+        (Ok(out), Ok(())) => Ok(out),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// Runs a subgraph inside a parent task: continues its namespace's head if it has
@@ -1522,6 +1532,7 @@ pub(crate) async fn update_state<S: State>(
         created_here: true,
     };
     runner.put(&current, new_blobs, Some(head_id)).await?;
+    runner.saver.flush().await?;
     runner.remember(current.checkpoint.id, &current.state);
     Ok(RunConfig::thread(thread.to_string()).at_checkpoint(current.checkpoint.id))
 }

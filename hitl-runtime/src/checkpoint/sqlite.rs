@@ -1,0 +1,684 @@
+//! The SQLite checkpointer (feature `sqlite`): the embedded default.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::value::RawValue;
+
+use super::{
+    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
+    PendingWrite, Prune, StoredCheckpoint, WriteKind, WriteMode, needed_blobs, prune_keep_set,
+    unanswered_interrupts,
+};
+use crate::error::CheckpointError;
+use crate::ids::{CheckpointId, TaskId};
+
+/// Versioned schema migrations, applied in order; the index + 1 is the version.
+const MIGRATIONS: &[&str] = &[
+    // 1: the storage model.
+    "CREATE TABLE hitl_checkpoints (
+         thread TEXT NOT NULL,
+         ns TEXT NOT NULL,
+         id TEXT NOT NULL,
+         parent TEXT,
+         record TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, id)
+     ) WITHOUT ROWID;
+     CREATE TABLE hitl_blobs (
+         thread TEXT NOT NULL,
+         ns TEXT NOT NULL,
+         channel TEXT NOT NULL,
+         version TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         base TEXT,
+         data TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, channel, version)
+     ) WITHOUT ROWID;
+     CREATE TABLE hitl_writes (
+         thread TEXT NOT NULL,
+         ns TEXT NOT NULL,
+         checkpoint TEXT NOT NULL,
+         task TEXT NOT NULL,
+         idx INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         value TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, checkpoint, task, idx)
+     ) WITHOUT ROWID;
+     CREATE TABLE hitl_heads (
+         thread TEXT NOT NULL,
+         ns TEXT NOT NULL,
+         head TEXT NOT NULL,
+         PRIMARY KEY (thread, ns)
+     ) WITHOUT ROWID;",
+];
+
+/// How durable each commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SqliteDurability {
+    /// WAL with `synchronous = NORMAL` (the default): every commit survives a crash of
+    /// the process; the newest commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every commit is on disk before it returns (an fsync each).
+    Full,
+}
+
+/// Stores threads in a SQLite database: a file, or `:memory:`.
+///
+/// Same storage model as every saver (blobs per channel version, deltas for append
+/// channels, pending writes per task, compare-and-set on the head inside a
+/// transaction). Several processes may open the same file; writes are serialized by
+/// SQLite's lock, and the head check makes concurrent writers conflict instead of
+/// forking a thread.
+///
+/// Calls run on the calling task while holding the connection (SQLite calls take
+/// microseconds). Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteSaver {
+    conn: Arc<Mutex<Connection>>,
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteSaver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSaver")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> CheckpointError {
+    CheckpointError::Backend(Box::new(e))
+}
+
+fn parse_id(thread: &str, what: &str, s: &str) -> Result<CheckpointId, CheckpointError> {
+    s.parse().map_err(|_| CheckpointError::Corrupt {
+        thread: thread.to_owned(),
+        message: format!("{what} `{s}` is not a checkpoint id"),
+    })
+}
+
+fn raw(
+    thread: &str,
+    what: impl Fn() -> String,
+    text: String,
+) -> Result<Box<RawValue>, CheckpointError> {
+    RawValue::from_string(text).map_err(|source| CheckpointError::Decode {
+        thread: thread.to_owned(),
+        what: what(),
+        source,
+    })
+}
+
+impl SqliteSaver {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// `":memory:"` opens a private in-memory database.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        Self::open_with(path, SqliteDurability::Normal)
+    }
+
+    /// Opens with a durability setting.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        durability: SqliteDurability,
+    ) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path).map_err(backend)?;
+        let memory = path.as_os_str() == ":memory:";
+        if !memory {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(backend)?;
+        }
+        let sync = match durability {
+            SqliteDurability::Normal => "NORMAL",
+            SqliteDurability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        let mut conn = conn;
+        migrate(&mut conn)?;
+        Ok(SqliteSaver {
+            conn: Arc::new(Mutex::new(conn)),
+            location: path.display().to_string().into(),
+        })
+    }
+
+    /// Where the database is: its path, or `:memory:`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Overwrites every blob of `channel` in `thread` with bytes that are not JSON, to
+    /// test that corrupt data fails loudly.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn corrupt_blobs(&self, thread: &str, channel: &str) -> usize {
+        self.lock()
+            .execute(
+                "UPDATE hitl_blobs SET data = '{\"corrupt\": tru' WHERE thread = ?1 AND channel = ?2",
+                params![thread, channel],
+            )
+            .unwrap_or(0)
+    }
+}
+
+/// Applies missing migrations in one immediate transaction (safe when several
+/// processes open the file at once).
+fn migrate(conn: &mut Connection) -> Result<(), CheckpointError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS hitl_schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TEXT NOT NULL DEFAULT (datetime('now'))
+         )",
+    )
+    .map_err(backend)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM hitl_schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(CheckpointError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO hitl_schema_migrations (version) VALUES (?1)",
+            [i as i64 + 1],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn head_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+) -> Result<Option<CheckpointId>, CheckpointError> {
+    let head: Option<String> = conn
+        .prepare_cached("SELECT head FROM hitl_heads WHERE thread = ?1 AND ns = ?2")
+        .map_err(backend)?
+        .query_row(params![thread, ns], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    head.map(|h| parse_id(thread, "the head", &h)).transpose()
+}
+
+fn decode_checkpoint(thread: &str, record: &str) -> Result<Checkpoint, CheckpointError> {
+    serde_json::from_str(record).map_err(|source| CheckpointError::Decode {
+        thread: thread.to_owned(),
+        what: "a checkpoint record".into(),
+        source,
+    })
+}
+
+fn writes_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+    checkpoint: &str,
+) -> Result<Vec<PendingWrite>, CheckpointError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT task, idx, kind, value FROM hitl_writes
+             WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 ORDER BY task, idx",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![thread, ns, checkpoint], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (task, idx, kind, value) = row.map_err(backend)?;
+        let task_id: TaskId = task.parse().map_err(|_| CheckpointError::Corrupt {
+            thread: thread.to_owned(),
+            message: format!("pending write with task id `{task}`"),
+        })?;
+        let kind = WriteKind::parse(&kind).ok_or_else(|| CheckpointError::Corrupt {
+            thread: thread.to_owned(),
+            message: format!("pending write of unknown kind `{kind}`"),
+        })?;
+        out.push(PendingWrite {
+            task_id,
+            idx,
+            kind,
+            value: raw(
+                thread,
+                || format!("a pending write of task {task_id}"),
+                value,
+            )?,
+        });
+    }
+    Ok(out)
+}
+
+fn blobs_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Blob>, CheckpointError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT channel, version, kind, base, data FROM hitl_blobs
+             WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version BETWEEN ?4 AND ?5",
+        )
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for cv in &checkpoint.channels {
+        let from = cv.delta.map_or(cv.version, |d| d.snapshot).to_string();
+        let to = cv.version.to_string();
+        let rows = stmt
+            .query_map(params![thread, ns, cv.channel, from, to], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(backend)?;
+        for row in rows {
+            let (channel, version, kind, base, data) = row.map_err(backend)?;
+            let version = parse_id(thread, "a blob version", &version)?;
+            let kind = match (kind.as_str(), base) {
+                ("full", _) => BlobKind::Full,
+                ("delta", Some(base)) => BlobKind::Delta {
+                    base: parse_id(thread, "a delta base", &base)?,
+                },
+                (other, _) => {
+                    return Err(CheckpointError::Corrupt {
+                        thread: thread.to_owned(),
+                        message: format!("blob of channel `{channel}` has kind `{other}`"),
+                    });
+                }
+            };
+            let data = raw(
+                thread,
+                || format!("channel `{channel}` at version {version}"),
+                data,
+            )?;
+            out.push(Blob {
+                channel,
+                version,
+                kind,
+                data,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Checkpointer for SqliteSaver {
+    async fn get(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: Option<CheckpointId>,
+        have: Option<CheckpointId>,
+    ) -> Result<Option<StoredCheckpoint>, CheckpointError> {
+        let conn = self.lock();
+        let Some(id) = (match id {
+            Some(id) => Some(id),
+            None => head_of(&conn, thread, ns)?,
+        }) else {
+            return Ok(None);
+        };
+        let id_text = id.to_string();
+        let record: Option<String> = conn
+            .prepare_cached(
+                "SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id = ?3",
+            )
+            .map_err(backend)?
+            .query_row(params![thread, ns, id_text], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let checkpoint = decode_checkpoint(thread, &record)?;
+        let blobs = if have == Some(id) {
+            Vec::new()
+        } else {
+            blobs_of(&conn, thread, ns, &checkpoint)?
+        };
+        let writes = writes_of(&conn, thread, ns, &id_text)?;
+        Ok(Some(StoredCheckpoint {
+            checkpoint,
+            blobs,
+            writes,
+        }))
+    }
+
+    async fn head(&self, thread: &str, ns: &str) -> Result<Option<CheckpointId>, CheckpointError> {
+        head_of(&self.lock(), thread, ns)
+    }
+
+    async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
+        let record =
+            serde_json::to_string(&write.checkpoint).map_err(|source| CheckpointError::Decode {
+                thread: write.thread.clone(),
+                what: "a checkpoint record".into(),
+                source,
+            })?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let head = head_of(&tx, &write.thread, &write.ns)?;
+        if head != write.expected_head {
+            return Err(CheckpointError::Conflict {
+                thread: write.thread,
+                ns: write.ns,
+                expected: write.expected_head,
+                actual: head,
+            });
+        }
+        let id = write.checkpoint.id.to_string();
+        tx.prepare_cached(
+            "INSERT INTO hitl_checkpoints (thread, ns, id, parent, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(backend)?
+        .execute(params![
+            write.thread,
+            write.ns,
+            id,
+            write.checkpoint.parent_id.map(|p| p.to_string()),
+            record
+        ])
+        .map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO hitl_blobs (thread, ns, channel, version, kind, base, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            for blob in &write.blobs {
+                let (kind, base) = match blob.kind {
+                    BlobKind::Full => ("full", None),
+                    BlobKind::Delta { base } => ("delta", Some(base.to_string())),
+                };
+                stmt.execute(params![
+                    write.thread,
+                    write.ns,
+                    blob.channel,
+                    blob.version.to_string(),
+                    kind,
+                    base,
+                    blob.data.get()
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO hitl_heads (thread, ns, head) VALUES (?1, ?2, ?3)
+             ON CONFLICT (thread, ns) DO UPDATE SET head = excluded.head",
+        )
+        .map_err(backend)?
+        .execute(params![write.thread, write.ns, id])
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    async fn put_writes(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<(), CheckpointError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if writes
+            .iter()
+            .any(|w| w.kind.mode() == WriteMode::InsertOrConflict)
+        {
+            let head = head_of(&tx, thread, ns)?;
+            if head != Some(checkpoint) {
+                return Err(CheckpointError::Conflict {
+                    thread: thread.to_owned(),
+                    ns: ns.to_owned(),
+                    expected: Some(checkpoint),
+                    actual: head,
+                });
+            }
+        }
+        let cp = checkpoint.to_string();
+        for w in &writes {
+            let verb = match w.kind.mode() {
+                WriteMode::InsertIfAbsent => "INSERT OR IGNORE",
+                WriteMode::Upsert => "INSERT OR REPLACE",
+                WriteMode::InsertOrConflict => "INSERT",
+            };
+            let sql = format!(
+                "{verb} INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            );
+            let result = tx.prepare_cached(&sql).map_err(backend)?.execute(params![
+                thread,
+                ns,
+                cp,
+                w.task_id.to_string(),
+                w.idx,
+                w.kind.as_str(),
+                w.value.get()
+            ]);
+            match result {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(CheckpointError::WriteConflict {
+                        thread: thread.to_owned(),
+                        task: w.task_id,
+                        idx: w.idx,
+                    });
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn list(
+        &self,
+        thread: &str,
+        ns: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<Checkpoint>, CheckpointError> {
+        let conn = self.lock();
+        let before = filter
+            .before
+            .map_or_else(|| "~".to_owned(), |b| b.to_string());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id < ?3 ORDER BY id DESC",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![thread, ns, before], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let checkpoint = decode_checkpoint(thread, &row.map_err(backend)?)?;
+            if filter.matches(&checkpoint) {
+                out.push(checkpoint);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_thread(&self, thread: &str) -> Result<(), CheckpointError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        for table in [
+            "hitl_checkpoints",
+            "hitl_blobs",
+            "hitl_writes",
+            "hitl_heads",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE thread = ?1"), [thread])
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let head = head_of(&tx, thread, "")?;
+        let mut all = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare("SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ''")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([thread], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            for row in rows {
+                all.push(decode_checkpoint(thread, &row.map_err(backend)?)?);
+            }
+        }
+        let kept = prune_keep_set(&all, head, keep);
+        let mut kinds: HashMap<(String, CheckpointId), BlobKind> = HashMap::new();
+        {
+            let mut stmt = tx
+                .prepare("SELECT channel, version, kind, base FROM hitl_blobs WHERE thread = ?1 AND ns = ''")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([thread], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (channel, version, kind, base) = row.map_err(backend)?;
+                let version = parse_id(thread, "a blob version", &version)?;
+                let kind = match (kind.as_str(), base) {
+                    ("delta", Some(b)) => BlobKind::Delta {
+                        base: parse_id(thread, "a delta base", &b)?,
+                    },
+                    _ => BlobKind::Full,
+                };
+                kinds.insert((channel, version), kind);
+            }
+        }
+        let needed: HashSet<(String, CheckpointId)> =
+            needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
+                kinds.get(&(ch.to_owned(), v)).copied()
+            });
+        let mut removed = 0;
+        for c in all.iter().filter(|c| !kept.contains(&c.id)) {
+            let id = c.id.to_string();
+            tx.execute(
+                "DELETE FROM hitl_checkpoints WHERE thread = ?1 AND ns = '' AND id = ?2",
+                params![thread, id],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM hitl_writes WHERE thread = ?1 AND ns = '' AND checkpoint = ?2",
+                params![thread, id],
+            )
+            .map_err(backend)?;
+            removed += 1;
+        }
+        for (channel, version) in kinds.keys().filter(|k| !needed.contains(*k)) {
+            tx.execute(
+                "DELETE FROM hitl_blobs WHERE thread = ?1 AND ns = '' AND channel = ?2 AND version = ?3",
+                params![thread, channel, version.to_string()],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(removed)
+    }
+
+    async fn threads_with_pending_interrupts(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PendingThread>, CheckpointError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT h.thread, h.head FROM hitl_heads h
+                 WHERE h.ns = '' AND EXISTS (
+                     SELECT 1 FROM hitl_writes w
+                     WHERE w.thread = h.thread AND w.ns = '' AND w.checkpoint = h.head AND w.kind = 'interrupt')
+                 ORDER BY h.head DESC",
+            )
+            .map_err(backend)?;
+        let candidates: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for (thread, head) in candidates {
+            let writes = writes_of(&conn, &thread, "", &head)?;
+            let pending =
+                unanswered_interrupts(&writes).map_err(|source| CheckpointError::Decode {
+                    thread: thread.clone(),
+                    what: format!("pending writes of checkpoint {head}"),
+                    source,
+                })?;
+            if !pending.is_empty() {
+                out.push(PendingThread {
+                    checkpoint: parse_id(&thread, "the head", &head)?,
+                    thread,
+                    interrupts: pending,
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
