@@ -36,6 +36,8 @@ pub mod tool;
 pub mod __private;
 
 pub use agent::AgentState;
+#[cfg(feature = "postgres")]
+pub use checkpoint::PostgresSaver;
 #[cfg(feature = "sqlite")]
 pub use checkpoint::SqliteSaver;
 pub use checkpoint::{Checkpointer, InMemorySaver};

@@ -47,3 +47,23 @@ mod sqlite {
 
     hitl_runtime::checkpointer_conformance!(SqliteFiles::new());
 }
+
+mod postgres {
+    use crate::pg::PgSchemas;
+
+    hitl_runtime::checkpointer_conformance!(
+        PgSchemas::new();
+        #[cfg_attr(not(hitl_postgres), ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres suite")]
+    );
+
+    mod every_write {
+        use hitl_runtime::checkpoint::PgDurability;
+
+        use crate::pg::PgSchemas;
+
+        hitl_runtime::checkpointer_conformance!(
+            PgSchemas::with(PgDurability::EveryWrite);
+            #[cfg_attr(not(hitl_postgres), ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres suite")]
+        );
+    }
+}

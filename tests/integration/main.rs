@@ -7,6 +7,7 @@ mod conformance;
 mod graph;
 mod interrupts;
 mod openai;
+mod pg;
 mod smoke;
 mod state_api;
 mod storage;

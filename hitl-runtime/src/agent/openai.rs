@@ -72,10 +72,10 @@ impl OpenAiModel {
                 "OPENAI_API_KEY is not set; set it, or build the client with `OpenAiModel::new(..).api_key(..)`".into(),
             ));
         }
-        if let Ok(url) = std::env::var("OPENAI_BASE_URL") {
-            if !url.is_empty() {
-                m = m.base_url(url);
-            }
+        if let Ok(url) = std::env::var("OPENAI_BASE_URL")
+            && !url.is_empty()
+        {
+            m = m.base_url(url);
         }
         Ok(m)
     }

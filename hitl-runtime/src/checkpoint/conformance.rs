@@ -696,10 +696,13 @@ pub async fn pending_interrupt_inbox<H: Harness>(h: &H) {
 }
 
 /// Generates one `#[tokio::test]` per conformance check for a [`Harness`].
+///
+/// Attributes after a `;` go on every generated test, e.g.
+/// `checkpointer_conformance!(MyHarness::new(); #[ignore = "needs a database"])`.
 #[macro_export]
 macro_rules! checkpointer_conformance {
-    ($harness:expr) => {
-        $crate::checkpointer_conformance!(@tests $harness;
+    ($harness:expr $(; $(#[$attr:meta])*)?) => {
+        $crate::checkpointer_conformance!(@tests [$($(#[$attr])*)?] $harness;
             round_trip,
             history_order_and_filters,
             compare_and_set_on_the_head,
@@ -712,12 +715,14 @@ macro_rules! checkpointer_conformance {
             pending_interrupt_inbox,
         );
     };
-    (@tests $harness:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[::tokio::test]
-            async fn $name() {
-                $crate::checkpoint::conformance::$name(&$harness).await;
-            }
-        )*
+    (@tests $attrs:tt $harness:expr; $($name:ident),* $(,)?) => {
+        $( $crate::checkpointer_conformance!(@one $attrs $harness; $name); )*
+    };
+    (@one [$($attr:tt)*] $harness:expr; $name:ident) => {
+        #[::tokio::test]
+        $($attr)*
+        async fn $name() {
+            $crate::checkpoint::conformance::$name(&$harness).await;
+        }
     };
 }

@@ -20,6 +20,8 @@
 
 mod codec;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -37,6 +39,9 @@ use crate::ids::{CheckpointId, InterruptId, TaskId};
 
 pub(crate) use codec::{StepBlobs, materialize};
 pub use memory::{InMemorySaver, StoredBytes};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PgDurability, PostgresSaver, PostgresSaverBuilder};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{SqliteDurability, SqliteSaver};

@@ -1,0 +1,876 @@
+//! The Postgres checkpointer (feature `postgres`): for production, many workers.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_postgres::NoTls;
+
+use super::{
+    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
+    PendingWrite, Prune, StoredCheckpoint, WriteKind, WriteMode, needed_blobs, prune_keep_set,
+    unanswered_interrupts,
+};
+use crate::error::{BoxError, CheckpointError};
+use crate::ids::{CheckpointId, TaskId};
+
+/// When writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PgDurability {
+    /// Each write is committed without waiting for the WAL to reach the disk, and a
+    /// run waits for the disk before it returns (the default). Committed writes are
+    /// visible to every worker at once and survive a crash of this process; if the
+    /// database server itself crashes mid-run, that run's newest steps may be lost,
+    /// never a run that has returned.
+    #[default]
+    RunEnd,
+    /// Each write waits for the disk before it returns (Postgres' default for every
+    /// commit).
+    EveryWrite,
+}
+
+/// Stores threads in Postgres. Several worker processes can share one database: a
+/// thread paused by one worker can be resumed by another, and the head of each thread
+/// moves by compare-and-set, so two workers never fork it silently.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), hitl_runtime::CheckpointError> {
+/// use hitl_runtime::checkpoint::PostgresSaver;
+/// let saver = PostgresSaver::connect("postgres://app@db/app").await?;   // runs migrations
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresSaver {
+    pool: Pool,
+    schema: Arc<str>,
+    sql: Arc<Sql>,
+    durability: PgDurability,
+    dirty: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for PostgresSaver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSaver")
+            .field("schema", &self.schema)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
+    CheckpointError::Backend(Box::new(e) as BoxError)
+}
+
+fn corrupt(thread: &str, message: String) -> CheckpointError {
+    CheckpointError::Corrupt {
+        thread: thread.to_owned(),
+        message,
+    }
+}
+
+fn parse_id(thread: &str, what: &str, s: &str) -> Result<CheckpointId, CheckpointError> {
+    s.parse()
+        .map_err(|_| corrupt(thread, format!("{what} `{s}` is not a checkpoint id")))
+}
+
+/// Versioned migrations; `{s}` is the schema. The index + 1 is the version.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE {s}.hitl_checkpoints (
+         thread TEXT NOT NULL, ns TEXT NOT NULL, id TEXT NOT NULL, parent TEXT,
+         record TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, id));
+     CREATE TABLE {s}.hitl_blobs (
+         thread TEXT NOT NULL, ns TEXT NOT NULL, channel TEXT NOT NULL, version TEXT NOT NULL,
+         kind TEXT NOT NULL, base TEXT, data TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, channel, version));
+     CREATE TABLE {s}.hitl_writes (
+         thread TEXT NOT NULL, ns TEXT NOT NULL, checkpoint TEXT NOT NULL, task TEXT NOT NULL,
+         idx INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+         PRIMARY KEY (thread, ns, checkpoint, task, idx));
+     CREATE TABLE {s}.hitl_heads (
+         thread TEXT NOT NULL, ns TEXT NOT NULL, head TEXT NOT NULL,
+         PRIMARY KEY (thread, ns));",
+    "CREATE TABLE {s}.hitl_flush (instance TEXT PRIMARY KEY, n BIGINT NOT NULL);",
+];
+
+/// The statements, with the schema filled in.
+struct Sql {
+    get: String,
+    head: String,
+    put: String,
+    writes: String,
+    head_for_share: String,
+    insert_resume: String,
+    list: String,
+    delete: String,
+    inbox: String,
+    flush: String,
+}
+
+impl Sql {
+    fn new(s: &str) -> Sql {
+        let f = |q: &str| q.replace("{s}", s);
+        Sql {
+            get: f("WITH target AS (
+                        SELECT COALESCE($3::text,
+                            (SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2)) AS id),
+                    cp AS (
+                        SELECT c.id, c.record FROM {s}.hitl_checkpoints c, target t
+                        WHERE c.thread = $1 AND c.ns = $2 AND c.id = t.id)
+                    SELECT cp.id, cp.record,
+                      (SELECT COALESCE(json_agg(json_build_array(b.channel, b.version, b.kind, b.base, b.data)), '[]')::text
+                         FROM {s}.hitl_blobs b, jsonb_array_elements(cp.record::jsonb->'channels') ch
+                         WHERE cp.id IS DISTINCT FROM $4::text
+                           AND b.thread = $1 AND b.ns = $2 AND b.channel = ch->>'c'
+                           AND b.version BETWEEN COALESCE(ch->'d'->>'s', ch->>'v') AND ch->>'v'),
+                      (SELECT COALESCE(json_agg(json_build_array(w.task, w.idx, w.kind, w.value) ORDER BY w.task, w.idx), '[]')::text
+                         FROM {s}.hitl_writes w
+                         WHERE w.thread = $1 AND w.ns = $2 AND w.checkpoint = cp.id)
+                    FROM cp"),
+            head: f("SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2"),
+            put: f("WITH upd AS (
+                        UPDATE {s}.hitl_heads SET head = $3
+                        WHERE thread = $1 AND ns = $2 AND head = $4::text RETURNING 1),
+                    ins AS (
+                        INSERT INTO {s}.hitl_heads (thread, ns, head)
+                        SELECT $1, $2, $3 WHERE $4::text IS NULL
+                        ON CONFLICT DO NOTHING RETURNING 1),
+                    ok AS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins),
+                    c AS (
+                        INSERT INTO {s}.hitl_checkpoints (thread, ns, id, parent, record)
+                        SELECT $1, $2, $3, $5, $6 WHERE EXISTS (SELECT 1 FROM ok)),
+                    b AS (
+                        INSERT INTO {s}.hitl_blobs (thread, ns, channel, version, kind, base, data)
+                        SELECT $1, $2, u.channel, u.version, u.kind, u.base, u.data
+                        FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+                             AS u(channel, version, kind, base, data)
+                        WHERE EXISTS (SELECT 1 FROM ok)
+                        ON CONFLICT DO NOTHING)
+                    SELECT (SELECT count(*) FROM ok),
+                           (SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2)"),
+            writes: f("WITH data AS (
+                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::bool[])
+                                  AS u(task, idx, kind, value, upsert)),
+                       ins AS (
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE NOT upsert
+                           ON CONFLICT DO NOTHING),
+                       ups AS (
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE upsert
+                           ON CONFLICT (thread, ns, checkpoint, task, idx)
+                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
+                       SELECT 1"),
+            head_for_share: f("SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2 FOR SHARE"),
+            insert_resume: f("INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                              SELECT $1, $2, $3, task, idx, kind, value
+                              FROM unnest($4::text[], $5::int[], $6::text[], $7::text[]) AS u(task, idx, kind, value)
+                              ON CONFLICT DO NOTHING"),
+            list: f("SELECT record FROM {s}.hitl_checkpoints
+                     WHERE thread = $1 AND ns = $2 AND ($3::text IS NULL OR id < $3)
+                       AND ($4::text = '{}' OR COALESCE(record::jsonb->'metadata', '{}') @> $4::text::jsonb)
+                     ORDER BY id DESC LIMIT $5"),
+            delete: f("WITH a AS (DELETE FROM {s}.hitl_checkpoints WHERE thread = $1),
+                            b AS (DELETE FROM {s}.hitl_blobs WHERE thread = $1),
+                            c AS (DELETE FROM {s}.hitl_writes WHERE thread = $1)
+                       DELETE FROM {s}.hitl_heads WHERE thread = $1"),
+            inbox: f("SELECT h.thread, h.head,
+                        (SELECT json_agg(json_build_array(w.task, w.idx, w.kind, w.value))::text
+                           FROM {s}.hitl_writes w
+                           WHERE w.thread = h.thread AND w.ns = '' AND w.checkpoint = h.head)
+                      FROM {s}.hitl_heads h
+                      WHERE h.ns = '' AND EXISTS (
+                          SELECT 1 FROM {s}.hitl_writes w
+                          WHERE w.thread = h.thread AND w.ns = '' AND w.checkpoint = h.head
+                            AND w.kind = 'interrupt')
+                      ORDER BY h.head DESC"),
+            flush: f("BEGIN;
+                      SET LOCAL synchronous_commit = on;
+                      INSERT INTO {s}.hitl_flush (instance, n) VALUES ('{i}', 1)
+                      ON CONFLICT (instance) DO UPDATE SET n = {s}.hitl_flush.n + 1;
+                      COMMIT;"),
+        }
+    }
+}
+
+/// Builds a [`PostgresSaver`].
+#[derive(Debug, Clone)]
+pub struct PostgresSaverBuilder {
+    url: String,
+    schema: String,
+    pool_size: usize,
+    durability: PgDurability,
+}
+
+impl PostgresSaverBuilder {
+    /// The schema the tables live in (default `public`; created if missing).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The most connections the pool opens (default 8).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// When writes reach the disk (default [`PgDurability::RunEnd`]).
+    pub fn durability(mut self, durability: PgDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Connects and runs the migrations.
+    pub async fn connect(self) -> Result<PostgresSaver, CheckpointError> {
+        let mut config = tokio_postgres::Config::from_str(&self.url).map_err(backend)?;
+        if self.durability == PgDurability::RunEnd {
+            config.options("-c synchronous_commit=off");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .build()
+            .map_err(backend)?;
+        let saver = PostgresSaver::from_pool(pool, &self.schema, self.durability)?;
+        saver.setup().await?;
+        Ok(saver)
+    }
+}
+
+impl PostgresSaver {
+    /// Connects to `url` (`postgres://user@host/db`) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, CheckpointError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Settings for connecting to `url`.
+    pub fn builder(url: impl Into<String>) -> PostgresSaverBuilder {
+        PostgresSaverBuilder {
+            url: url.into(),
+            schema: "public".into(),
+            pool_size: 8,
+            durability: PgDurability::RunEnd,
+        }
+    }
+
+    /// A saver on your own pool (for TLS, custom settings). Call [`setup`](Self::setup)
+    /// once before using it. With [`PgDurability::RunEnd`], the pool's connections
+    /// should set `synchronous_commit = off`, or every write waits for the disk.
+    pub fn from_pool(
+        pool: Pool,
+        schema: &str,
+        durability: PgDurability,
+    ) -> Result<Self, CheckpointError> {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(CheckpointError::Backend(
+                format!(
+                    "`{schema}` is not a usable schema name: use lowercase letters, digits and `_`"
+                )
+                .into(),
+            ));
+        }
+        let instance = uuid::Uuid::now_v7().simple().to_string();
+        let quoted = format!("\"{schema}\"");
+        let mut sql = Sql::new(&quoted);
+        sql.flush = sql.flush.replace("{i}", &instance);
+        Ok(PostgresSaver {
+            pool,
+            schema: quoted.into(),
+            sql: Arc::new(sql),
+            durability,
+            dirty: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        self.schema.trim_matches('"')
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, CheckpointError> {
+        self.pool.get().await.map_err(backend)
+    }
+
+    /// Creates the schema and tables, applying any missing migration. Idempotent,
+    /// and safe when several processes run it at once (an advisory lock serializes
+    /// them).
+    pub async fn setup(&self) -> Result<(), CheckpointError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('hitl-migrations:' || $1))",
+            &[&&*self.schema],
+        )
+        .await
+        .map_err(backend)?;
+        let s = &self.schema;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.hitl_schema_migrations (
+                 version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ))
+        .await
+        .map_err(backend)?;
+        let current: i64 = tx
+            .query_one(
+                &format!("SELECT COALESCE(MAX(version), 0) FROM {s}.hitl_schema_migrations"),
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .get(0);
+        let supported = MIGRATIONS.len() as i64;
+        if current > supported {
+            return Err(CheckpointError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.batch_execute(&sql.replace("{s}", s))
+                .await
+                .map_err(backend)?;
+            tx.execute(
+                &format!("INSERT INTO {s}.hitl_schema_migrations (version) VALUES ($1)"),
+                &[&(i as i64 + 1)],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    fn wrote(&self) {
+        if self.durability == PgDurability::RunEnd {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Overwrites every blob of `channel` in `thread` with bytes that are not JSON, to
+    /// test that corrupt data fails loudly.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub async fn corrupt_blobs(&self, thread: &str, channel: &str) -> u64 {
+        let client = self.client().await.expect("a connection");
+        client
+            .execute(
+                &format!(
+                    "UPDATE {}.hitl_blobs SET data = '{{\"corrupt\": tru' WHERE thread = $1 AND channel = $2",
+                    self.schema
+                ),
+                &[&thread, &channel],
+            )
+            .await
+            .expect("the update runs")
+    }
+}
+
+fn decode_checkpoint(thread: &str, record: &str) -> Result<Checkpoint, CheckpointError> {
+    serde_json::from_str(record).map_err(|source| CheckpointError::Decode {
+        thread: thread.to_owned(),
+        what: "a checkpoint record".into(),
+        source,
+    })
+}
+
+fn decode_err(thread: &str, what: String) -> impl FnOnce(serde_json::Error) -> CheckpointError {
+    let thread = thread.to_owned();
+    move |source| CheckpointError::Decode {
+        thread,
+        what,
+        source,
+    }
+}
+
+/// Rows aggregated as `[[task, idx, kind, value], ..]`.
+fn decode_writes(thread: &str, json: &str) -> Result<Vec<PendingWrite>, CheckpointError> {
+    let rows: Vec<(String, i32, String, String)> =
+        serde_json::from_str(json).map_err(decode_err(thread, "pending writes".into()))?;
+    rows.into_iter()
+        .map(|(task, idx, kind, value)| {
+            let task_id: TaskId = task
+                .parse()
+                .map_err(|_| corrupt(thread, format!("pending write with task id `{task}`")))?;
+            let kind = WriteKind::parse(&kind).ok_or_else(|| {
+                corrupt(thread, format!("pending write of unknown kind `{kind}`"))
+            })?;
+            let value = RawValue::from_string(value).map_err(decode_err(
+                thread,
+                format!("a pending write of task {task_id}"),
+            ))?;
+            Ok(PendingWrite {
+                task_id,
+                idx,
+                kind,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// Rows aggregated as `[[channel, version, kind, base, data], ..]`.
+fn decode_blobs(thread: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> {
+    let rows: Vec<(String, String, String, Option<String>, String)> =
+        serde_json::from_str(json).map_err(decode_err(thread, "blobs".into()))?;
+    rows.into_iter()
+        .map(|(channel, version, kind, base, data)| {
+            let version = parse_id(thread, "a blob version", &version)?;
+            let kind = match (kind.as_str(), base) {
+                ("full", _) => BlobKind::Full,
+                ("delta", Some(b)) => BlobKind::Delta {
+                    base: parse_id(thread, "a delta base", &b)?,
+                },
+                (other, _) => {
+                    return Err(corrupt(
+                        thread,
+                        format!("blob of channel `{channel}` has kind `{other}`"),
+                    ));
+                }
+            };
+            let data = RawValue::from_string(data).map_err(decode_err(
+                thread,
+                format!("channel `{channel}` at version {version}"),
+            ))?;
+            Ok(Blob {
+                channel,
+                version,
+                kind,
+                data,
+            })
+        })
+        .collect()
+}
+
+/// Pending writes as one array per column, for `unnest`.
+#[derive(Default)]
+struct WriteColumns {
+    tasks: Vec<String>,
+    idx: Vec<i32>,
+    kinds: Vec<&'static str>,
+    values: Vec<String>,
+    upsert: Vec<bool>,
+}
+
+fn write_columns(writes: &[&PendingWrite]) -> WriteColumns {
+    let mut c = WriteColumns::default();
+    for w in writes {
+        c.tasks.push(w.task_id.to_string());
+        c.idx.push(w.idx);
+        c.kinds.push(w.kind.as_str());
+        c.values.push(w.value.get().to_owned());
+        c.upsert.push(w.kind.mode() == WriteMode::Upsert);
+    }
+    c
+}
+
+#[async_trait::async_trait]
+impl Checkpointer for PostgresSaver {
+    async fn get(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: Option<CheckpointId>,
+        have: Option<CheckpointId>,
+    ) -> Result<Option<StoredCheckpoint>, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.get)
+            .await
+            .map_err(backend)?;
+        let id = id.map(|i| i.to_string());
+        let have = have.map(|i| i.to_string());
+        let Some(row) = client
+            .query_opt(&stmt, &[&thread, &ns, &id, &have])
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let record: String = row.get(1);
+        let blobs: String = row.get(2);
+        let writes: String = row.get(3);
+        Ok(Some(StoredCheckpoint {
+            checkpoint: decode_checkpoint(thread, &record)?,
+            blobs: decode_blobs(thread, &blobs)?,
+            writes: decode_writes(thread, &writes)?,
+        }))
+    }
+
+    async fn head(&self, thread: &str, ns: &str) -> Result<Option<CheckpointId>, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.head)
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&stmt, &[&thread, &ns])
+            .await
+            .map_err(backend)?;
+        row.map(|r| parse_id(thread, "the head", &r.get::<_, String>(0)))
+            .transpose()
+    }
+
+    async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
+        let record = serde_json::to_string(&write.checkpoint)
+            .map_err(decode_err(&write.thread, "a checkpoint record".into()))?;
+        let mut cols: (
+            Vec<&str>,
+            Vec<String>,
+            Vec<&str>,
+            Vec<Option<String>>,
+            Vec<&str>,
+        ) = Default::default();
+        for b in &write.blobs {
+            cols.0.push(&b.channel);
+            cols.1.push(b.version.to_string());
+            match b.kind {
+                BlobKind::Full => {
+                    cols.2.push("full");
+                    cols.3.push(None);
+                }
+                BlobKind::Delta { base } => {
+                    cols.2.push("delta");
+                    cols.3.push(Some(base.to_string()));
+                }
+            }
+            cols.4.push(b.data.get());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.put)
+            .await
+            .map_err(backend)?;
+        let id = write.checkpoint.id.to_string();
+        let expected = write.expected_head.map(|h| h.to_string());
+        let parent = write.checkpoint.parent_id.map(|p| p.to_string());
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &write.thread,
+                    &write.ns,
+                    &id,
+                    &expected,
+                    &parent,
+                    &record,
+                    &cols.0,
+                    &cols.1,
+                    &cols.2,
+                    &cols.3,
+                    &cols.4,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        self.wrote();
+        let ok: i64 = row.get(0);
+        if ok == 1 {
+            return Ok(());
+        }
+        let actual: Option<String> = row.get(1);
+        Err(CheckpointError::Conflict {
+            actual: actual
+                .map(|a| parse_id(&write.thread, "the head", &a))
+                .transpose()?,
+            thread: write.thread,
+            ns: write.ns,
+            expected: write.expected_head,
+        })
+    }
+
+    async fn put_writes(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<(), CheckpointError> {
+        let cp = checkpoint.to_string();
+        let (resumes, others): (Vec<&PendingWrite>, Vec<&PendingWrite>) = writes
+            .iter()
+            .partition(|w| w.kind.mode() == WriteMode::InsertOrConflict);
+        let mut client = self.client().await?;
+        if resumes.is_empty() {
+            let stmt = client
+                .prepare_cached(&self.sql.writes)
+                .await
+                .map_err(backend)?;
+            let c = write_columns(&others);
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &c.upsert,
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+            self.wrote();
+            return Ok(());
+        }
+        // Answers: on the head only, each slot once, all or nothing.
+        let head_stmt = client
+            .prepare_cached(&self.sql.head_for_share)
+            .await
+            .map_err(backend)?;
+        let resume_stmt = client
+            .prepare_cached(&self.sql.insert_resume)
+            .await
+            .map_err(backend)?;
+        let writes_stmt = client
+            .prepare_cached(&self.sql.writes)
+            .await
+            .map_err(backend)?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head: Option<String> = tx
+            .query_opt(&head_stmt, &[&thread, &ns])
+            .await
+            .map_err(backend)?
+            .map(|r| r.get(0));
+        if head.as_deref() != Some(cp.as_str()) {
+            return Err(CheckpointError::Conflict {
+                thread: thread.to_owned(),
+                ns: ns.to_owned(),
+                expected: Some(checkpoint),
+                actual: head.map(|h| parse_id(thread, "the head", &h)).transpose()?,
+            });
+        }
+        let r = write_columns(&resumes);
+        let inserted = tx
+            .execute(
+                &resume_stmt,
+                &[&thread, &ns, &cp, &r.tasks, &r.idx, &r.kinds, &r.values],
+            )
+            .await
+            .map_err(backend)?;
+        if inserted as usize != resumes.len() {
+            let taken = resumes[0];
+            return Err(CheckpointError::WriteConflict {
+                thread: thread.to_owned(),
+                task: taken.task_id,
+                idx: taken.idx,
+            });
+        }
+        if !others.is_empty() {
+            let c = write_columns(&others);
+            tx.execute(
+                &writes_stmt,
+                &[
+                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &c.upsert,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        thread: &str,
+        ns: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<Checkpoint>, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.list)
+            .await
+            .map_err(backend)?;
+        let before = filter.before.map(|b| b.to_string());
+        let metadata = Value::Object(filter.metadata.clone()).to_string();
+        let limit = filter.limit.map_or(i64::MAX, |l| l as i64);
+        let rows = client
+            .query(&stmt, &[&thread, &ns, &before, &metadata, &limit])
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let c = decode_checkpoint(thread, &row.get::<_, String>(0))?;
+            if filter.matches(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_thread(&self, thread: &str) -> Result<(), CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.delete)
+            .await
+            .map_err(backend)?;
+        client.execute(&stmt, &[&thread]).await.map_err(backend)?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError> {
+        let s = &self.schema;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head: Option<String> = tx
+            .query_opt(
+                &format!(
+                    "SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = '' FOR UPDATE"
+                ),
+                &[&thread],
+            )
+            .await
+            .map_err(backend)?
+            .map(|r| r.get(0));
+        let head = head.map(|h| parse_id(thread, "the head", &h)).transpose()?;
+        let rows = tx
+            .query(
+                &format!("SELECT record FROM {s}.hitl_checkpoints WHERE thread = $1 AND ns = ''"),
+                &[&thread],
+            )
+            .await
+            .map_err(backend)?;
+        let all = rows
+            .iter()
+            .map(|r| decode_checkpoint(thread, &r.get::<_, String>(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kept = prune_keep_set(&all, head, keep);
+        let rows = tx
+            .query(
+                &format!("SELECT channel, version, kind, base FROM {s}.hitl_blobs WHERE thread = $1 AND ns = ''"),
+                &[&thread],
+            )
+            .await
+            .map_err(backend)?;
+        let mut kinds: HashMap<(String, CheckpointId), BlobKind> = HashMap::new();
+        for r in rows {
+            let version = parse_id(thread, "a blob version", &r.get::<_, String>(1))?;
+            let kind = match (
+                r.get::<_, String>(2).as_str(),
+                r.get::<_, Option<String>>(3),
+            ) {
+                ("delta", Some(b)) => BlobKind::Delta {
+                    base: parse_id(thread, "a delta base", &b)?,
+                },
+                _ => BlobKind::Full,
+            };
+            kinds.insert((r.get(0), version), kind);
+        }
+        let needed: HashSet<(String, CheckpointId)> =
+            needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
+                kinds.get(&(ch.to_owned(), v)).copied()
+            });
+        let removed: Vec<String> = all
+            .iter()
+            .filter(|c| !kept.contains(&c.id))
+            .map(|c| c.id.to_string())
+            .collect();
+        let (channels, versions): (Vec<String>, Vec<String>) = kinds
+            .keys()
+            .filter(|k| !needed.contains(*k))
+            .map(|(c, v)| (c.clone(), v.to_string()))
+            .unzip();
+        tx.execute(
+            &format!(
+                "DELETE FROM {s}.hitl_checkpoints WHERE thread = $1 AND ns = '' AND id = ANY($2)"
+            ),
+            &[&thread, &removed],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            &format!(
+                "DELETE FROM {s}.hitl_writes WHERE thread = $1 AND ns = '' AND checkpoint = ANY($2)"
+            ),
+            &[&thread, &removed],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            &format!(
+                "DELETE FROM {s}.hitl_blobs b USING unnest($2::text[], $3::text[]) AS u(channel, version)
+                 WHERE b.thread = $1 AND b.ns = '' AND b.channel = u.channel AND b.version = u.version"
+            ),
+            &[&thread, &channels, &versions],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        self.wrote();
+        Ok(removed.len())
+    }
+
+    async fn threads_with_pending_interrupts(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PendingThread>, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.inbox)
+            .await
+            .map_err(backend)?;
+        let rows = client.query(&stmt, &[]).await.map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let thread: String = row.get(0);
+            let head: String = row.get(1);
+            let writes = decode_writes(
+                &thread,
+                &row.get::<_, Option<String>>(2)
+                    .unwrap_or_else(|| "[]".into()),
+            )?;
+            let pending = unanswered_interrupts(&writes).map_err(decode_err(
+                &thread,
+                format!("pending writes of checkpoint {head}"),
+            ))?;
+            if !pending.is_empty() {
+                out.push(PendingThread {
+                    checkpoint: parse_id(&thread, "the head", &head)?,
+                    thread,
+                    interrupts: pending,
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn flush(&self) -> Result<(), CheckpointError> {
+        if self.durability != PgDurability::RunEnd || !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        if let Err(e) = client.batch_execute(&self.sql.flush).await {
+            self.dirty.store(true, Ordering::Release);
+            return Err(backend(e));
+        }
+        Ok(())
+    }
+}
