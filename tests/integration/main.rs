@@ -4,6 +4,7 @@ mod agent;
 mod agent_per_call;
 mod common;
 mod conformance;
+mod crash;
 mod graph;
 mod interrupts;
 mod openai;

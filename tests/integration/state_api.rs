@@ -274,3 +274,52 @@ async fn new_input_on_a_paused_thread_starts_over_from_start() {
     assert!(out.is_interrupted());
     assert_eq!(out.values.log, ["pre", "again", "pre"]);
 }
+
+#[tokio::test]
+async fn a_step_whose_tasks_finished_before_a_crash_is_not_done_and_is_not_re_run() {
+    let runs = Arc::new([0, 0, 0].map(AtomicUsize::new));
+    let (g, [_, y, _]) = xyz(runs.clone());
+    let saver = InMemorySaver::new();
+    let app = g
+        .compile()
+        .checkpointer(saver.clone())
+        .interrupt_before([y])
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("crashed");
+    app.invoke(Log::default(), &cfg).await.unwrap();
+    let paused = app.get_state(&cfg).await.unwrap();
+    // Simulate a process that ran `y`, stored its result, and died before the barrier.
+    use hitl_runtime::Checkpointer;
+    use hitl_runtime::checkpoint::{PendingWrite, WriteKind};
+    saver
+        .put_writes(
+            "crashed",
+            "",
+            paused.checkpoint_id,
+            vec![PendingWrite {
+                task_id: paused.tasks[0].id,
+                idx: 0,
+                kind: WriteKind::Result,
+                value: serde_json::value::to_raw_value(&json!({"update": {"log": ["y (stored)"]}}))
+                    .unwrap(),
+            }],
+        )
+        .await
+        .unwrap();
+    let state = app.get_state(&cfg).await.unwrap();
+    assert_eq!(
+        state.next,
+        ["y"],
+        "the step is not applied yet, so the thread is not done"
+    );
+    assert_eq!(state.values.log, ["x", "y (stored)"]);
+    let out = app.invoke(None, &cfg).await.unwrap();
+    assert!(out.is_done());
+    assert_eq!(out.values.log, ["x", "y (stored)", "z"]);
+    assert_eq!(
+        runs[1].load(SeqCst),
+        0,
+        "the finished task was not run again"
+    );
+}

@@ -110,6 +110,7 @@ pub fn create_agent(model: impl ChatModel) -> AgentBuilder {
         interrupt_after: Vec::new(),
         name: "agent".into(),
         recursion_limit: 10_000,
+        state_cache: 1024,
     }
 }
 
@@ -124,6 +125,7 @@ pub struct AgentBuilder {
     interrupt_after: Vec<String>,
     name: String,
     recursion_limit: usize,
+    state_cache: usize,
 }
 
 impl fmt::Debug for AgentBuilder {
@@ -196,6 +198,13 @@ impl AgentBuilder {
     /// The maximum supersteps per run (default 10 000).
     pub fn recursion_limit(mut self, limit: usize) -> Self {
         self.recursion_limit = limit;
+        self
+    }
+
+    /// How many thread states to keep in memory between runs (see
+    /// [`crate::CompileBuilder::state_cache`]).
+    pub fn state_cache(mut self, capacity: usize) -> Self {
+        self.state_cache = capacity;
         self
     }
 
@@ -293,7 +302,8 @@ impl AgentBuilder {
         let mut compile = g
             .compile()
             .name(self.name)
-            .recursion_limit(self.recursion_limit);
+            .recursion_limit(self.recursion_limit)
+            .state_cache(self.state_cache);
         for m in &middleware {
             for (kind, validator) in m.resume_validators() {
                 compile = compile.resume_validator_arc(kind, validator);

@@ -1372,11 +1372,19 @@ pub(crate) fn snapshot_of<S: State>(
         .iter()
         .flat_map(|t| t.interrupts.iter().cloned())
         .collect();
-    let next = tasks
+    // At the head, `next` lists the tasks still to run. If every task of the step has
+    // finished but the barrier has not run yet (the process stopped in between), they
+    // are all listed: the step is not applied, so the thread is not done.
+    let unfinished: Vec<String> = tasks
         .iter()
         .filter(|t| !is_head || !collected.results.contains_key(&t.id))
         .map(|t| t.name.clone())
         .collect();
+    let next = if unfinished.is_empty() {
+        tasks.iter().map(|t| t.name.clone()).collect()
+    } else {
+        unfinished
+    };
     let values = if is_head {
         preview(&state, finished_updates.iter())
     } else {

@@ -73,7 +73,8 @@ pub struct StateSnapshot<S: State> {
     /// The state (at the head, with the writes of tasks that finished in a paused
     /// superstep).
     pub values: Arc<S>,
-    /// The nodes that run next.
+    /// The nodes that run next: empty exactly when the thread is done. In a paused
+    /// step, the tasks that have not finished.
     pub next: Vec<String>,
     /// The tasks of the next superstep.
     pub tasks: Vec<TaskInfo>,

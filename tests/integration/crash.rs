@@ -1,0 +1,370 @@
+//! Crash and race tests for the durable savers.
+//!
+//! The crash test runs `hitl-crash-worker` (tests/crash/worker.rs) on many paused
+//! threads, kills it with SIGKILL at random moments, starts it again, and repeats
+//! until every thread is done. Then it checks, from the database alone, that:
+//! every thread finished; no approved call was lost; no rejected call ever ran; no
+//! call ran again after its result was stored; a call ran twice only if it was killed
+//! before its result was stored (at-least-once), and its effect still applied once.
+
+#[path = "../crash/workload.rs"]
+#[allow(dead_code)]
+mod workload;
+
+use std::collections::HashMap;
+use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hitl_runtime::agent::HumanInTheLoop;
+use hitl_runtime::testing::ScriptedModel;
+use hitl_runtime::{
+    Checkpointer, Command, Message, ResumeError, RunConfig, RunError, ToolCall, tools,
+};
+use serde_json::json;
+
+use crate::agent::{Ran, send_email};
+use crate::pg::{PgSchemas, url};
+
+struct Stats {
+    kills: usize,
+    starts: usize,
+}
+
+/// Runs the worker, killing it at random moments, until it finishes on its own.
+fn run_with_kills(args: &[String], max_kills: usize, budget: Duration) -> Stats {
+    let deadline = Instant::now() + budget;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    let mut stats = Stats {
+        kills: 0,
+        starts: 0,
+    };
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the workload did not finish in {budget:?}"
+        );
+        let mut child = Process::new(env!("CARGO_BIN_EXE_hitl-crash-worker"))
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the worker starts");
+        stats.starts += 1;
+        let kill_after = if stats.kills < max_kills {
+            Some(Duration::from_millis(15) + workload::jitter(&mut seed, 120))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "the worker failed: {status}");
+                return stats;
+            }
+            if kill_after.is_some_and(|k| started.elapsed() >= k) {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                stats.kills += 1;
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not finish in {budget:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// What the side tables hold: per key, the attempts and whether its effect applied.
+struct Side {
+    attempts: HashMap<String, (String, usize, usize)>,
+    effects: HashMap<String, (String, i64)>,
+}
+
+async fn check(
+    saver: Arc<dyn Checkpointer>,
+    side: Side,
+    threads: usize,
+    stats: &Stats,
+    name: &str,
+) {
+    let agent = workload::agent(saver);
+    for i in 0..threads {
+        let state = agent
+            .get_state(&RunConfig::thread(workload::thread_name(i)))
+            .await
+            .unwrap();
+        assert!(state.next.is_empty(), "thread {i} finished");
+        assert_eq!(
+            state.values.messages.last().unwrap().text(),
+            "All done.",
+            "thread {i}"
+        );
+    }
+    let mut effects_by_call: HashMap<(String, String), usize> = HashMap::new();
+    for (key, (tool, applied)) in &side.effects {
+        assert_eq!(*applied, 1, "{key}: the effect applied once");
+        let thread = key.split('/').next().unwrap().to_owned();
+        *effects_by_call.entry((thread, tool.clone())).or_default() += 1;
+    }
+    for i in 0..threads {
+        let thread = workload::thread_name(i);
+        for tool in ["send_email", "charge", "log_event"] {
+            let expected = usize::from(tool != "charge" || workload::charge_approved(i));
+            let got = effects_by_call
+                .get(&(thread.clone(), tool.to_owned()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                got, expected,
+                "{thread} {tool}: effects (approved calls are never lost, rejected never run)"
+            );
+        }
+    }
+    let mut total = 0;
+    let mut reruns = 0;
+    let mut reruns_after_result = 0;
+    for (key, (tool, attempts, after_result)) in &side.attempts {
+        total += attempts;
+        reruns += attempts - 1;
+        reruns_after_result += after_result;
+        let thread: usize = key.split('/').next().unwrap()["order-".len()..]
+            .parse()
+            .unwrap();
+        assert!(
+            tool != "charge" || workload::charge_approved(thread),
+            "{key}: a rejected call ran"
+        );
+    }
+    assert_eq!(
+        reruns_after_result, 0,
+        "no call ran again after its result was stored"
+    );
+    eprintln!(
+        "crash test ({name}): {threads} threads, {} worker starts, {} kills (SIGKILL), \
+         {total} tool attempts for {} calls, {reruns} re-runs (killed before their result was stored), \
+         {reruns_after_result} re-runs after a stored result, 0 effects applied twice",
+        stats.starts,
+        stats.kills,
+        side.attempts.len()
+    );
+}
+
+#[test]
+fn sqlite_survives_sigkill_at_random_moments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let threads = 60;
+    let args: Vec<String> = vec![
+        "sqlite".into(),
+        path.display().to_string(),
+        threads.to_string(),
+        "7".into(),
+    ];
+    let stats = run_with_kills(&args, 40, Duration::from_secs(300));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut attempts = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT key, tool, count(*), sum(completed_before) FROM side_attempts GROUP BY key, tool")
+        .unwrap();
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (key, tool, n, after) = row.unwrap();
+        attempts.insert(key, (tool, n as usize, after as usize));
+    }
+    let mut effects = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT key, tool, applied FROM side_effects")
+        .unwrap();
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (key, tool, applied) = row.unwrap();
+        effects.insert(key, (tool, applied));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let saver = hitl_runtime::SqliteSaver::open(&path).await.unwrap();
+        check(
+            Arc::new(saver),
+            Side { attempts, effects },
+            threads,
+            &stats,
+            "SQLite",
+        )
+        .await;
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(hitl_postgres),
+    ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres crash test"
+)]
+fn postgres_survives_sigkill_at_random_moments() {
+    let schemas = PgSchemas::new();
+    let schema = schemas.name();
+    let threads = 60;
+    let args: Vec<String> = vec![
+        "postgres".into(),
+        url(),
+        schema.clone(),
+        threads.to_string(),
+        "11".into(),
+    ];
+    let stats = run_with_kills(&args, 40, Duration::from_secs(300));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut attempts = HashMap::new();
+        for row in client
+            .query(
+                &format!(
+                    "SELECT key, tool, count(*), count(*) FILTER (WHERE completed_before) FROM \"{schema}\".side_attempts GROUP BY key, tool"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            attempts.insert(
+                row.get::<_, String>(0),
+                (row.get::<_, String>(1), row.get::<_, i64>(2) as usize, row.get::<_, i64>(3) as usize),
+            );
+        }
+        let mut effects = HashMap::new();
+        for row in client
+            .query(&format!("SELECT key, tool, applied FROM \"{schema}\".side_effects"), &[])
+            .await
+            .unwrap()
+        {
+            effects.insert(row.get::<_, String>(0), (row.get::<_, String>(1), i64::from(row.get::<_, i32>(2))));
+        }
+        let saver = schemas.saver(&schema).await;
+        check(Arc::new(saver), Side { attempts, effects }, threads, &stats, "Postgres").await;
+    });
+}
+
+/// Two workers, each with its own connection, resume the same paused thread at the
+/// same moment: exactly one wins, the other is told, and history does not fork.
+async fn race(saver_a: Arc<dyn Checkpointer>, saver_b: Arc<dyn Checkpointer>, rounds: usize) {
+    let agent = |saver: Arc<dyn Checkpointer>| {
+        hitl_runtime::agent::create_agent(ScriptedModel::turns([
+            Message::assistant_with_tools(
+                "",
+                vec![ToolCall::new(
+                    "send_email",
+                    json!({"to": "a", "body": "b"}),
+                    "c1",
+                )],
+            ),
+            Message::assistant("ok"),
+        ]))
+        .tools(tools![send_email])
+        .middleware(HumanInTheLoop::from_tools())
+        .checkpointer_arc(saver)
+        .state_cache(0)
+        .build()
+        .unwrap()
+    };
+    let (a, b) = (agent(saver_a), agent(saver_b));
+    for round in 0..rounds {
+        let ran = Ran::default();
+        let cfg = RunConfig::thread(format!("race-{round}")).context(ran.clone());
+        a.invoke(Message::user("go"), &cfg).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let resume = |agent: hitl_runtime::agent::Agent,
+                      barrier: Arc<tokio::sync::Barrier>,
+                      cfg: RunConfig| {
+            tokio::spawn(async move {
+                barrier.wait().await;
+                agent
+                    .invoke(
+                        Command::resume(json!({"decisions": [{"type": "approve"}]})),
+                        &cfg,
+                    )
+                    .await
+            })
+        };
+        let (ra, rb) = tokio::join!(
+            resume(a.clone(), barrier.clone(), cfg.clone()),
+            resume(b.clone(), barrier.clone(), cfg.clone())
+        );
+        let results = [ra.unwrap(), rb.unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(
+                        e,
+                        RunError::Checkpoint(_)
+                            | RunError::Resume(
+                                ResumeError::NothingPending { .. }
+                                    | ResumeError::AlreadyAnswered { .. }
+                            )
+                    ),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        assert_eq!(ran.list().len(), 1, "round {round}: the tool ran once");
+        let history = a.get_state_history(&cfg).await.unwrap();
+        for pair in history.windows(2) {
+            assert_eq!(
+                pair[0].parent_checkpoint_id,
+                Some(pair[1].checkpoint_id),
+                "round {round}: no fork"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_double_resume_from_two_connections_has_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let a = hitl_runtime::SqliteSaver::open(&path).await.unwrap();
+    let b = hitl_runtime::SqliteSaver::open(&path).await.unwrap();
+    race(Arc::new(a), Arc::new(b), 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(hitl_postgres),
+    ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres race test"
+)]
+async fn postgres_double_resume_from_two_pools_has_one_winner() {
+    let schemas = PgSchemas::new();
+    let schema = schemas.name();
+    let a = schemas.saver(&schema).await;
+    let b = schemas.saver(&schema).await;
+    race(Arc::new(a), Arc::new(b), 30).await;
+}
