@@ -151,5 +151,5 @@ pub use hitl_macros::tools;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "openai", feature = "sqlite", feature = "test-util"))]
 pub struct ReadmeDoctests;

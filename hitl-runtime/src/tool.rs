@@ -1,6 +1,6 @@
 //! Tools: functions the model can call, with a JSON schema and a review policy.
 //!
-//! Write them with `#[tool]` on an `async fn` (or `fn`); see [`crate::tool`] for the
+//! Write them with `#[tool]` on an `async fn` (or `fn`); see [`macro@crate::tool`] for the
 //! attribute. The generated type implements [`Tool`]; [`ToolSet`] (`tools![..]`)
 //! collects tools for an agent.
 

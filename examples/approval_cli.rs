@@ -1,0 +1,355 @@
+//! An agent whose risky tool calls wait for you at the terminal.
+//!
+//! Run with `cargo run -p hitl-examples --example approval_cli`.
+//!
+//! The agent (a scripted model, or any OpenAI-compatible model when `OPENAI_API_KEY`
+//! is set, with `OPENAI_BASE_URL` and `OPENAI_MODEL` optional) has three tools on a
+//! pretend workspace: `read_file` (runs without review), `delete_file` (approve or
+//! reject) and `send_email` (approve, edit or reject). When it proposes a reviewed
+//! call, the run pauses and you decide. Threads are stored in `hitl-demo.db` in the
+//! current directory: quit at the prompt (`q` or Ctrl-D) and resume later with
+//! `--thread <id>`, even after the program exited.
+//!
+//! Options: `--thread <id>` (resume or start that thread), `--message <text>` (what you
+//! ask the agent), `--auto approve|reject` (decide without asking), `--db <file>`.
+
+use std::io::{BufRead, Write};
+
+use clap::{Parser, ValueEnum};
+use hitl_runtime::agent::{Agent, ChatModel, HumanInTheLoop, OpenAiModel, create_agent};
+use hitl_runtime::message::AssistantMessage;
+use hitl_runtime::testing::ScriptedModel;
+use hitl_runtime::{
+    Command, Decision, Message, PendingInterrupt, RunConfig, RunError, SqliteSaver, ToolCall,
+    ToolError, tool, tools, validate_json,
+};
+use serde_json::{Value, json};
+
+/// Read a file of the workspace.
+#[tool]
+async fn read_file(
+    /// Path relative to the workspace.
+    path: String,
+) -> Result<String, ToolError> {
+    Ok(match path.as_str() {
+        "notes.txt" => "TODO: remove old-report.txt, tell Bob when the cleanup is done.".into(),
+        other => format!("(contents of {other})"),
+    })
+}
+
+/// Delete a file of the workspace. This cannot be undone.
+#[tool(interrupt(allowed = [approve, reject], description = "Delete {path}? This cannot be undone."))]
+async fn delete_file(
+    /// Path relative to the workspace.
+    path: String,
+) -> Result<String, ToolError> {
+    Ok(format!(
+        "Deleted {path} (pretend: the demo workspace is not real)."
+    ))
+}
+
+/// Send an email.
+#[tool(interrupt(allowed = [approve, edit, reject], description = "Send an email to {to}?"))]
+async fn send_email(
+    /// Recipient address.
+    to: String,
+    /// Subject line.
+    subject: String,
+    /// Text of the email.
+    body: String,
+) -> Result<String, ToolError> {
+    Ok(format!("Sent \"{subject}\" to {to} (pretend): {body}"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Auto {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "An agent whose risky tool calls wait for your decision")]
+struct Args {
+    /// The thread to resume, or to start with this id.
+    #[arg(long)]
+    thread: Option<String>,
+    /// What to ask the agent (new threads only).
+    #[arg(long, default_value = "Please clean up the workspace as my notes say.")]
+    message: String,
+    /// Decide every review without asking.
+    #[arg(long, value_enum)]
+    auto: Option<Auto>,
+    /// The SQLite file threads are stored in.
+    #[arg(long, default_value = "hitl-demo.db")]
+    db: String,
+}
+
+/// The demo's model: reads the notes, then proposes the two risky calls, then
+/// reports what happened (its answer depends only on the conversation).
+fn scripted_model() -> ScriptedModel {
+    ScriptedModel::from_fn(|messages| {
+        let turn = messages
+            .iter()
+            .filter(|m| m.as_assistant().is_some())
+            .count();
+        let calls = match turn {
+            0 => vec![ToolCall::new(
+                "read_file",
+                json!({"path": "notes.txt"}),
+                "call_read",
+            )],
+            1 => vec![
+                ToolCall::new(
+                    "delete_file",
+                    json!({"path": "old-report.txt"}),
+                    "call_delete",
+                ),
+                ToolCall::new(
+                    "send_email",
+                    json!({"to": "bob@example.com", "subject": "Cleanup", "body": "The workspace is clean."}),
+                    "call_email",
+                ),
+            ],
+            _ => {
+                let report: Vec<String> = messages
+                    .iter()
+                    .rev()
+                    .take_while(|m| m.as_assistant().is_none())
+                    .filter_map(Message::as_tool)
+                    .map(|t| format!("- {}: {}", t.name.as_deref().unwrap_or("?"), t.content))
+                    .collect();
+                let text = format!(
+                    "Here is what happened:\n{}",
+                    report.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+                return Ok(AssistantMessage {
+                    content: text.into(),
+                    ..Default::default()
+                });
+            }
+        };
+        Ok(AssistantMessage {
+            tool_calls: calls,
+            ..Default::default()
+        })
+    })
+}
+
+fn agent_with(
+    model: impl ChatModel,
+    saver: SqliteSaver,
+) -> Result<Agent, Box<dyn std::error::Error>> {
+    Ok(create_agent(model)
+        .system_prompt("You manage a small file workspace. Use the tools; risky actions are reviewed by a human.")
+        .tools(tools![read_file, delete_file, send_email])
+        .middleware(HumanInTheLoop::from_tools())
+        .checkpointer(saver)
+        .build()?)
+}
+
+/// Reads one line; `None` at end of input or on `q`.
+fn ask(prompt: &str) -> Option<String> {
+    print!("{prompt}");
+    std::io::stdout().flush().ok();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            let line = line.trim().to_owned();
+            (line != "q").then_some(line)
+        }
+    }
+}
+
+/// Asks the reviewer about every action request; `None` if they quit.
+fn review(interrupt: &PendingInterrupt, auto: Option<Auto>) -> Option<Value> {
+    let requests = interrupt.value["action_requests"].as_array()?;
+    let configs = interrupt.value["review_configs"].as_array()?;
+    println!(
+        "\n== Review needed ({} call{}) ==",
+        requests.len(),
+        if requests.len() == 1 { "" } else { "s" }
+    );
+    let mut decisions = Vec::new();
+    for (i, (request, config)) in requests.iter().zip(configs).enumerate() {
+        let name = request["name"].as_str().unwrap_or("?");
+        let allowed: Vec<&str> = config["allowed_decisions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!("\n[{}] {name} {}", i + 1, request["args"]);
+        println!(
+            "    {}",
+            request["description"]
+                .as_str()
+                .unwrap_or("")
+                .replace('\n', "\n    ")
+        );
+        let decision = match auto {
+            Some(Auto::Approve) => {
+                println!("    -> approve (--auto)");
+                Decision::Approve
+            }
+            Some(Auto::Reject) => {
+                println!("    -> reject (--auto)");
+                Decision::Reject {
+                    message: Some("Rejected by --auto reject.".into()),
+                }
+            }
+            None => decide(name, &allowed, &request["args"], &config["args_schema"])?,
+        };
+        decisions.push(decision);
+    }
+    Some(json!({ "decisions": decisions }))
+}
+
+fn decide(name: &str, allowed: &[&str], args: &Value, schema: &Value) -> Option<Decision> {
+    let menu: Vec<String> = allowed
+        .iter()
+        .map(|d| match *d {
+            "approve" => "[a]pprove".to_owned(),
+            "edit" => "[e]dit".to_owned(),
+            "reject" => "[r]eject".to_owned(),
+            "respond" => "re[s]pond".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    loop {
+        let choice = ask(&format!("    {} (q to pause and quit): ", menu.join(" / ")))?;
+        let picked = match choice.to_lowercase().as_str() {
+            "a" | "approve" => "approve",
+            "e" | "edit" => "edit",
+            "r" | "reject" => "reject",
+            "s" | "respond" => "respond",
+            _ => "",
+        };
+        if !allowed.contains(&picked) {
+            println!("    Please choose one of: {}", menu.join(", "));
+            continue;
+        }
+        return Some(match picked {
+            "approve" => Decision::Approve,
+            "reject" => {
+                let reason = ask("    Reason (optional, told to the model): ")?;
+                Decision::Reject {
+                    message: (!reason.is_empty()).then_some(reason),
+                }
+            }
+            "respond" => Decision::Respond {
+                message: ask("    Your answer for the model: ")?,
+            },
+            _ => loop {
+                println!("    Current arguments: {args}");
+                let text = ask("    New arguments as JSON: ")?;
+                let edited: Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        println!("    Not JSON: {e}");
+                        continue;
+                    }
+                };
+                if let Err(problems) = validate_json(schema, &edited) {
+                    println!(
+                        "    Those arguments do not fit `{name}`: {}",
+                        problems.join("; ")
+                    );
+                    continue;
+                }
+                break Decision::Edit {
+                    edited_action: hitl_runtime::Action {
+                        name: name.to_owned(),
+                        args: edited,
+                    },
+                };
+            },
+        });
+    }
+}
+
+fn print_new_messages(messages: &[Message], from: usize) {
+    for m in &messages[from.min(messages.len())..] {
+        match m {
+            Message::User(u) => println!("\nyou: {}", u.content),
+            Message::Assistant(a) => {
+                if !a.content.is_empty() {
+                    println!("\nagent: {}", a.content);
+                }
+                for c in &a.tool_calls {
+                    println!("agent wants to call {} {}", c.name, c.args);
+                }
+            }
+            Message::Tool(t) => println!("  {} -> {}", t.name.as_deref().unwrap_or("?"), t.content),
+            Message::System(_) => {}
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let saver = SqliteSaver::open(&args.db).await?;
+    let agent = match OpenAiModel::from_env() {
+        Ok(model) => {
+            println!("Using {} at an OpenAI-compatible endpoint.", model.model());
+            agent_with(model, saver)?
+        }
+        Err(_) => agent_with(scripted_model(), saver)?,
+    };
+    let thread = args
+        .thread
+        .clone()
+        .unwrap_or_else(|| format!("demo-{}", std::process::id()));
+    let cfg = RunConfig::thread(thread.clone());
+    println!("Thread `{thread}` (stored in {}).", args.db);
+
+    // (conversation, pending interrupts) after each run.
+    let (mut messages, mut pending) = match agent.get_state(&cfg).await {
+        Ok(state) if state.next.is_empty() => {
+            println!("This thread is finished:");
+            print_new_messages(&state.values.messages, 0);
+            return Ok(());
+        }
+        Ok(state) if !state.interrupts.is_empty() => {
+            println!("Resuming a paused thread.");
+            (state.values.messages.clone(), state.interrupts)
+        }
+        Ok(_) => {
+            println!("Continuing an interrupted run.");
+            let out = agent.invoke(None, &cfg).await?;
+            (out.values.messages.clone(), out.interrupts)
+        }
+        Err(RunError::UnknownThread { .. }) => {
+            let out = agent
+                .invoke(Message::user(args.message.clone()), &cfg)
+                .await?;
+            (out.values.messages.clone(), out.interrupts)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut shown = 0;
+    loop {
+        print_new_messages(&messages, shown);
+        shown = messages.len();
+        let Some(interrupt) = pending.first() else {
+            break;
+        };
+        let Some(answer) = review(interrupt, args.auto) else {
+            println!(
+                "\nPaused. Nothing was decided. Resume later with:\n  cargo run -p hitl-examples --example approval_cli -- --thread {thread}"
+            );
+            return Ok(());
+        };
+        match agent.invoke(Command::resume(answer), &cfg).await {
+            Ok(out) => {
+                messages = out.values.messages.clone();
+                pending = out.interrupts;
+            }
+            Err(RunError::Resume(e)) => {
+                println!("\nThat answer was not accepted: {e}\nAsking again.");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("\nDone.");
+    Ok(())
+}
