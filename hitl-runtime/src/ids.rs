@@ -18,10 +18,41 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckpointId(u128);
 
+/// A new UUIDv7: the current time in milliseconds, then 74 bits from a per-process
+/// random stream (seeded once from the OS, advanced by a counter), so ids are unique
+/// across processes without a system call per id.
+pub(crate) fn uuid_v7() -> uuid::Uuid {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u64(crate::checkpoint::now_ms());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let a = mix(seed ^ n);
+    let b = mix(a ^ seed.rotate_left(17));
+    let ms = u128::from(crate::checkpoint::now_ms()) & ((1 << 48) - 1);
+    let rand_a = u128::from(a & 0x0fff);
+    let rand_b = u128::from(b) & ((1 << 62) - 1);
+    uuid::Uuid::from_u128((ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
+}
+
 impl CheckpointId {
     /// A new id, greater than `after` if given (clocks may disagree across processes).
     pub fn new_after(after: Option<CheckpointId>) -> Self {
-        let now = uuid::Uuid::now_v7().as_u128();
+        let now = uuid_v7().as_u128();
         match after {
             Some(prev) if prev.0 >= now => CheckpointId(prev.0 + 1),
             _ => CheckpointId(now),
@@ -212,6 +243,15 @@ mod tests {
         let a = CheckpointId::new_after(None);
         let b = CheckpointId::new_after(Some(a));
         assert!(b > a);
+    }
+
+    #[test]
+    fn generated_uuids_are_version_7_and_distinct() {
+        let a = uuid_v7();
+        let b = uuid_v7();
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 7);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]

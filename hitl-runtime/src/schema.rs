@@ -2,7 +2,8 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::hash::Hasher;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use schemars::JsonSchema;
 use serde_json::Value;
@@ -14,7 +15,7 @@ pub fn schema_of<T: JsonSchema + 'static>() -> Arc<Value> {
     let id = TypeId::of::<T>();
     if let Some(s) = cache
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .get(&id)
     {
         return s.clone();
@@ -22,7 +23,7 @@ pub fn schema_of<T: JsonSchema + 'static>() -> Arc<Value> {
     let schema = Arc::new(schemars::schema_for!(T).to_value());
     cache
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .entry(id)
         .or_insert(schema)
         .clone()
@@ -30,28 +31,71 @@ pub fn schema_of<T: JsonSchema + 'static>() -> Arc<Value> {
 
 type Compiled = Arc<jsonschema::Validator>;
 
-/// Compiled validators, keyed by the schema's JSON text.
+/// A hash of a JSON value's content, computed without allocating.
+fn content_hash(value: &Value, h: &mut impl Hasher) {
+    match value {
+        Value::Null => h.write_u8(0),
+        Value::Bool(b) => {
+            h.write_u8(1);
+            h.write_u8(u8::from(*b));
+        }
+        Value::Number(n) => {
+            h.write_u8(2);
+            match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => h.write_i64(i),
+                (_, Some(u), _) => h.write_u64(u),
+                (_, _, Some(f)) => h.write_u64(f.to_bits()),
+                _ => {}
+            }
+        }
+        Value::String(s) => {
+            h.write_u8(3);
+            h.write(s.as_bytes());
+            h.write_u8(0xff);
+        }
+        Value::Array(a) => {
+            h.write_u8(4);
+            h.write_usize(a.len());
+            for v in a {
+                content_hash(v, h);
+            }
+        }
+        Value::Object(o) => {
+            h.write_u8(5);
+            h.write_usize(o.len());
+            for (k, v) in o {
+                h.write(k.as_bytes());
+                h.write_u8(0xff);
+                content_hash(v, h);
+            }
+        }
+    }
+}
+
+/// Compiled validators, keyed by a hash of the schema's content (and checked against
+/// the schema itself, so a collision cannot pick the wrong validator).
 fn compiled(schema: &Value) -> Result<Compiled, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<u64, (Value, Compiled)>>> = OnceLock::new();
     const MAX: usize = 1024;
     let cache = CACHE.get_or_init(Default::default);
-    let key = schema.to_string();
-    if let Some(v) = cache
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content_hash(schema, &mut hasher);
+    let key = hasher.finish();
+    if let Some((cached, v)) = cache
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
+        && cached == schema
     {
         return Ok(v.clone());
     }
     let validator =
         Arc::new(jsonschema::validator_for(schema).map_err(|e| format!("invalid schema: {e}"))?);
-    let mut guard = cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = cache.lock().unwrap_or_else(PoisonError::into_inner);
     if guard.len() >= MAX {
         guard.clear();
     }
-    guard.insert(key, validator.clone());
+    guard.insert(key, (schema.clone(), validator.clone()));
     Ok(validator)
 }
 

@@ -109,6 +109,10 @@ pub struct HumanInTheLoop {
     overrides: Option<PolicyMap>,
     policies: HashMap<String, InterruptPolicy>,
     schemas: HashMap<String, Arc<Value>>,
+    /// Per reviewed tool: its review config and its decision schema, built once.
+    configs: HashMap<String, (Value, Value)>,
+    /// The resume schema of each sequence of reviewed tools seen so far.
+    batched_schemas: Arc<std::sync::Mutex<HashMap<Vec<String>, Arc<Value>>>>,
     description_prefix: String,
     edit_notice: Option<String>,
     mode: ReviewMode,
@@ -123,6 +127,8 @@ impl HumanInTheLoop {
             overrides,
             policies: HashMap::new(),
             schemas: HashMap::new(),
+            configs: HashMap::new(),
+            batched_schemas: Arc::default(),
             description_prefix: "Tool execution requires approval".into(),
             edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
             mode: ReviewMode::Batched,
@@ -210,6 +216,23 @@ impl HumanInTheLoop {
         }
     }
 
+    /// The resume schema for a review of these tools, in this order (cached).
+    fn batched_schema(&self, names: Vec<String>) -> Arc<Value> {
+        let mut cache = self
+            .batched_schemas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(schema) = cache.get(&names) {
+            return schema.clone();
+        }
+        let items: Vec<Value> = names.iter().map(|n| self.configs[n].1.clone()).collect();
+        let schema = Arc::new(batched_schema_of(items));
+        if cache.len() < 256 {
+            cache.insert(names, schema.clone());
+        }
+        schema
+    }
+
     fn edits_cleared(state: &AgentState) -> HookOutput {
         if state.edited_tool_calls.is_empty() {
             HookOutput::none()
@@ -276,12 +299,7 @@ fn decision_schema(name: &str, allowed: &[DecisionType]) -> Value {
     json!({"oneOf": branches})
 }
 
-fn batched_schema(request: &HitlRequest) -> Value {
-    let items: Vec<Value> = request
-        .review_configs
-        .iter()
-        .map(|c| decision_schema(&c.action_name, &c.allowed_decisions))
-        .collect();
+fn batched_schema_of(items: Vec<Value>) -> Value {
     let n = items.len();
     json!({
         "type": "object",
@@ -398,8 +416,10 @@ fn check_decision(
 }
 
 fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec<String>> {
-    let request: HitlRequest = serde_json::from_value(pending.value.clone())
-        .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
+    let malformed = || vec!["the interrupt is not a review request".to_owned()];
+    let configs = pending.value["review_configs"]
+        .as_array()
+        .ok_or_else(malformed)?;
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
     let Some(obj) = value.as_object() else {
         return Err(vec![format!("{shape}, got {value}")]);
@@ -415,7 +435,7 @@ fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec
         .filter(|k| *k != "decisions")
         .map(|k| format!("unexpected field `{k}`: {shape}"))
         .collect();
-    let expected = request.action_requests.len();
+    let expected = configs.len();
     if decisions.len() != expected {
         problems.push(format!(
             "{} decision{} for {expected} action request{}: give exactly one decision per action request, in order",
@@ -425,14 +445,20 @@ fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec
         ));
         return Err(problems);
     }
-    for (i, (decision, config)) in decisions.iter().zip(&request.review_configs).enumerate() {
-        problems.extend(check_decision(
-            Some(i),
-            decision,
-            &config.action_name,
-            &config.allowed_decisions,
-            config.args_schema.as_ref(),
-        ));
+    for (i, (decision, config)) in decisions.iter().zip(configs).enumerate() {
+        let name = config["action_name"].as_str().ok_or_else(malformed)?;
+        let allowed: Vec<DecisionType> = config["allowed_decisions"]
+            .as_array()
+            .ok_or_else(malformed)?
+            .iter()
+            .filter_map(|d| {
+                DecisionType::ALL
+                    .into_iter()
+                    .find(|t| Some(t.as_str()) == d.as_str())
+            })
+            .collect();
+        let schema = config.get("args_schema").filter(|s| !s.is_null());
+        problems.extend(check_decision(Some(i), decision, name, &allowed, schema));
     }
     if problems.is_empty() {
         Ok(())
@@ -496,8 +522,18 @@ impl Middleware for HumanInTheLoop {
                 None => tool.policy(),
             };
             if let Some(policy) = policy {
+                let allowed: Vec<DecisionType> = policy.allowed().iter().collect();
+                let schema = tool.args_schema();
+                let config = serde_json::to_value(ReviewConfig {
+                    action_name: name.to_owned(),
+                    allowed_decisions: allowed.clone(),
+                    args_schema: Some((*schema).clone()),
+                })
+                .map_err(|e| e.to_string())?;
+                self.configs
+                    .insert(name.to_owned(), (config, decision_schema(name, &allowed)));
                 self.policies.insert(name.to_owned(), policy);
-                self.schemas.insert(name.to_owned(), tool.args_schema());
+                self.schemas.insert(name.to_owned(), schema);
             }
         }
         Ok(())
@@ -519,28 +555,21 @@ impl Middleware for HumanInTheLoop {
         if reviewed.is_empty() {
             return Ok(Self::edits_cleared(state));
         }
-        let request = HitlRequest {
-            action_requests: reviewed
-                .iter()
-                .map(|(c, p)| ActionRequest {
-                    name: c.name.clone(),
-                    args: c.args.clone(),
-                    description: self.describe(c, p),
-                })
-                .collect(),
-            review_configs: reviewed
-                .iter()
-                .map(|(c, p)| ReviewConfig {
-                    action_name: c.name.clone(),
-                    allowed_decisions: p.allowed().iter().collect(),
-                    args_schema: self.schemas.get(&c.name).map(|s| (**s).clone()),
-                })
-                .collect(),
-        };
-        let schema = batched_schema(&request);
+        let actions: Vec<Value> = reviewed
+            .iter()
+            .map(|(c, p)| {
+                json!({"name": c.name, "args": c.args, "description": self.describe(c, p)})
+            })
+            .collect();
+        let configs: Vec<Value> = reviewed
+            .iter()
+            .map(|(c, _)| self.configs[&c.name].0.clone())
+            .collect();
+        let names: Vec<String> = reviewed.iter().map(|(c, _)| c.name.clone()).collect();
+        let schema = self.batched_schema(names);
         let answer = cx.interrupt_with(InterruptRequest {
-            value: serde_json::to_value(&request)?,
-            resume_schema: Some(Arc::new(schema)),
+            value: json!({"action_requests": actions, "review_configs": configs}),
+            resume_schema: Some(schema),
             kind: Some(BATCHED_KIND.into()),
         })?;
         let response: HitlResponse = serde_json::from_value(answer)?;
@@ -711,7 +740,12 @@ mod tests {
     fn the_published_schema_agrees_with_the_validator() {
         let p = pending(request());
         let req: HitlRequest = serde_json::from_value(request()).unwrap();
-        let schema = batched_schema(&req);
+        let schema = batched_schema_of(
+            req.review_configs
+                .iter()
+                .map(|c| decision_schema(&c.action_name, &c.allowed_decisions))
+                .collect(),
+        );
         let good = json!({"decisions": [{"type": "approve"}, {"type": "reject"}]});
         let bad = json!({"decisions": [{"type": "approve"}, {"type": "edit", "edited_action": {"name": "delete_file", "args": {}}}]});
         assert!(crate::schema::validate(&schema, &good).is_ok());

@@ -602,11 +602,11 @@ async fn run_model(
     };
     let mut ai = next.run(request).await?;
     if ai.id.is_none() {
-        ai.id = Some(uuid::Uuid::now_v7().to_string());
+        ai.id = Some(crate::ids::uuid_v7().to_string());
     }
     for call in &mut ai.tool_calls {
         if call.id.as_deref().is_none_or(str::is_empty) {
-            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
+            call.id = Some(format!("call_{}", crate::ids::uuid_v7().simple()));
         }
     }
     let messages = vec![Message::Assistant(ai)];

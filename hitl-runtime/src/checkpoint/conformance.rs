@@ -133,7 +133,7 @@ async fn put_chain<C: Checkpointer>(
             .put(CheckpointWrite {
                 thread: thread.into(),
                 ns: ns.into(),
-                checkpoint: checkpoint(id, parent, step as i64 - 1),
+                checkpoint: Arc::new(checkpoint(id, parent, step as i64 - 1)),
                 blobs: vec![full_blob("value", id, &format!("{{\"n\":{step}}}"))],
                 expected_head: parent,
             })
@@ -165,7 +165,7 @@ pub async fn round_trip<H: Harness>(h: &H) {
         .put(CheckpointWrite {
             thread: "t".into(),
             ns: String::new(),
-            checkpoint: cp.clone(),
+            checkpoint: Arc::new(cp.clone()),
             blobs: vec![
                 full_blob("value", id, r#"{"n":0,"text":"héllo \"quoted\""}"#),
                 full_blob("list", id, r#"["a","b"]"#),
@@ -192,7 +192,7 @@ pub async fn round_trip<H: Harness>(h: &H) {
         saver.get("t", "", None, None).await.unwrap().unwrap(),
         saver.get("t", "", Some(id), None).await.unwrap().unwrap(),
     ] {
-        assert_eq!(got.checkpoint, cp);
+        assert_eq!(*got.checkpoint, cp);
         let mut blobs: Vec<(String, String)> = got
             .blobs
             .iter()
@@ -229,7 +229,7 @@ pub async fn round_trip<H: Harness>(h: &H) {
     }
     // `have` lets the backend skip blobs the caller already has, never writes.
     let light = saver.get("t", "", None, Some(id)).await.unwrap().unwrap();
-    assert_eq!(light.checkpoint, cp);
+    assert_eq!(*light.checkpoint, cp);
     assert_eq!(light.writes.len(), 4);
     assert!(
         saver
@@ -254,7 +254,7 @@ pub async fn history_order_and_filters<H: Harness>(h: &H) {
         .put(CheckpointWrite {
             thread: "t".into(),
             ns: String::new(),
-            checkpoint: fork_cp.clone(),
+            checkpoint: Arc::new(fork_cp.clone()),
             blobs: vec![],
             expected_head: Some(ids[4]),
         })
@@ -325,7 +325,7 @@ pub async fn compare_and_set_on_the_head<H: Harness>(h: &H) {
         .put(CheckpointWrite {
             thread: "t".into(),
             ns: String::new(),
-            checkpoint: checkpoint(stale, Some(ids[0]), 0),
+            checkpoint: Arc::new(checkpoint(stale, Some(ids[0]), 0)),
             blobs: vec![full_blob("value", stale, r#"{"n":99}"#)],
             expected_head: Some(ids[0]),
         })
@@ -353,7 +353,7 @@ pub async fn compare_and_set_on_the_head<H: Harness>(h: &H) {
         .put(CheckpointWrite {
             thread: "t".into(),
             ns: String::new(),
-            checkpoint: checkpoint(stale, None, -1),
+            checkpoint: Arc::new(checkpoint(stale, None, -1)),
             blobs: vec![],
             expected_head: None,
         })

@@ -33,7 +33,7 @@ struct Store {
 #[derive(Debug, Default)]
 struct Namespace {
     head: Option<CheckpointId>,
-    checkpoints: BTreeMap<CheckpointId, Checkpoint>,
+    checkpoints: BTreeMap<CheckpointId, Arc<Checkpoint>>,
     blobs: HashMap<(String, CheckpointId), (BlobKind, Box<RawValue>)>,
     writes: HashMap<CheckpointId, Vec<PendingWrite>>,
 }
@@ -77,7 +77,7 @@ impl InMemorySaver {
         if let Some(namespaces) = store.threads.get(thread) {
             for ns in namespaces.values() {
                 for c in ns.checkpoints.values() {
-                    out.checkpoints += serde_json::to_vec(c).map_or(0, |v| v.len());
+                    out.checkpoints += serde_json::to_vec(&**c).map_or(0, |v| v.len());
                 }
                 out.blobs += ns.blobs.values().map(|(_, d)| d.get().len()).sum::<usize>();
                 out.writes += ns
@@ -270,7 +270,7 @@ impl Checkpointer for InMemorySaver {
             .rev()
             .filter(|c| filter.matches(c))
             .take(filter.limit.unwrap_or(usize::MAX))
-            .cloned()
+            .map(|c| (**c).clone())
             .collect())
     }
 
@@ -284,7 +284,7 @@ impl Checkpointer for InMemorySaver {
         let Some(space) = store.threads.get_mut(thread).and_then(|t| t.get_mut("")) else {
             return Ok(0);
         };
-        let all: Vec<Checkpoint> = space.checkpoints.values().cloned().collect();
+        let all: Vec<Checkpoint> = space.checkpoints.values().map(|c| (**c).clone()).collect();
         let kept = prune_keep_set(&all, space.head, keep);
         let needed = needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
             space.blobs.get(&(ch.to_owned(), v)).map(|(k, _)| *k)

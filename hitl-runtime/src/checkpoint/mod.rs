@@ -29,6 +29,7 @@ mod sqlite;
 pub mod conformance;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -273,7 +274,7 @@ pub struct PendingWrite {
 #[derive(Debug, Clone)]
 pub struct StoredCheckpoint {
     /// The record.
-    pub checkpoint: Checkpoint,
+    pub checkpoint: Arc<Checkpoint>,
     /// Blobs of its channel versions. For delta channels, every blob of the channel
     /// with a version between the snapshot and the current version (blobs of other
     /// branches in that range are allowed; they are skipped when rebuilding).
@@ -290,7 +291,7 @@ pub struct CheckpointWrite {
     /// The namespace ("" at the root).
     pub ns: String,
     /// The record.
-    pub checkpoint: Checkpoint,
+    pub checkpoint: Arc<Checkpoint>,
     /// Blobs of the channels this step changed.
     pub blobs: Vec<Blob>,
     /// The head this write replaces; the write fails with
@@ -463,5 +464,5 @@ pub(crate) fn unanswered_interrupts(
     writes: &[PendingWrite],
 ) -> Result<Vec<InterruptId>, serde_json::Error> {
     let records = crate::run::pending::collect(writes)?;
-    Ok(records.pending.iter().map(|(_, p)| p.id).collect())
+    Ok(records.pending.iter().map(|(_, id)| *id).collect())
 }

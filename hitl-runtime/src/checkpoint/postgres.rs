@@ -517,7 +517,7 @@ impl Checkpointer for PostgresSaver {
         let blobs: String = row.get(2);
         let writes: String = row.get(3);
         Ok(Some(StoredCheckpoint {
-            checkpoint: decode_checkpoint(thread, &record)?,
+            checkpoint: Arc::new(decode_checkpoint(thread, &record)?),
             blobs: decode_blobs(thread, &blobs)?,
             writes: decode_writes(thread, &writes)?,
         }))
@@ -538,7 +538,7 @@ impl Checkpointer for PostgresSaver {
     }
 
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
-        let record = serde_json::to_string(&write.checkpoint)
+        let record = serde_json::to_string(&*write.checkpoint)
             .map_err(decode_err(&write.thread, "a checkpoint record".into()))?;
         let mut cols: (
             Vec<&str>,

@@ -377,7 +377,7 @@ impl Checkpointer for SqliteSaver {
         };
         let writes = writes_of(&conn, thread, ns, &id_text)?;
         Ok(Some(StoredCheckpoint {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             blobs,
             writes,
         }))
@@ -388,12 +388,13 @@ impl Checkpointer for SqliteSaver {
     }
 
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
-        let record =
-            serde_json::to_string(&write.checkpoint).map_err(|source| CheckpointError::Decode {
+        let record = serde_json::to_string(&*write.checkpoint).map_err(|source| {
+            CheckpointError::Decode {
                 thread: write.thread.clone(),
                 what: "a checkpoint record".into(),
                 source,
-            })?;
+            }
+        })?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -16,9 +16,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::task::JoinSet;
 
 use super::command::{Command, Input, Resume};
 use super::config::RunConfig;
@@ -40,7 +40,7 @@ type Pieces = Vec<(usize, Box<RawValue>)>;
 
 /// A checkpoint the run is at, with its state and decoded writes.
 struct Current<S: State> {
-    checkpoint: Checkpoint,
+    checkpoint: Arc<Checkpoint>,
     state: Arc<S>,
     collected: Collected,
     /// Written by this run (static `interrupt_before` breakpoints apply to it).
@@ -464,7 +464,7 @@ impl<S: State> Runner<S> {
             head.collected.resume_counts = counts;
             head.collected
                 .pending
-                .retain(|(_, p)| !answers.contains_key(&p.id));
+                .retain(|(_, id)| !answers.contains_key(id));
         }
         if update.is_some() || !gotos.is_empty() {
             let update = match update {
@@ -533,7 +533,7 @@ impl<S: State> Runner<S> {
         };
         let id = CheckpointId::new_after(parent.as_ref().map(|p| p.id));
         let (channels, new_blobs) = blobs
-            .finish(parent.as_ref(), &*state, writes.written(), id)
+            .finish(parent.as_deref(), &*state, writes.written(), id)
             .map_err(decode_err(&self.thread, "input"))?;
         let checkpoint = Checkpoint {
             id,
@@ -550,7 +550,7 @@ impl<S: State> Runner<S> {
             metadata: self.cfg.metadata.clone(),
         };
         let current = Current {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             state,
             collected: Collected::default(),
             created_here: true,
@@ -582,11 +582,11 @@ impl<S: State> Runner<S> {
             let snapshot = snapshot_of(
                 &self.graph,
                 &self.thread,
-                current.checkpoint.clone(),
+                &current.checkpoint,
                 current.state.clone(),
                 &current.collected,
                 true,
-            );
+            )?;
             self.emit(StreamMode::Checkpoints, || {
                 StreamEvent::Checkpoint(Box::new(snapshot))
             });
@@ -618,7 +618,7 @@ impl<S: State> Runner<S> {
             metadata,
         };
         let current = Current {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             state: old.state,
             collected: Collected::default(),
             created_here: false,
@@ -832,7 +832,9 @@ impl<S: State> Runner<S> {
     ) -> Result<Vec<Outcome<S>>, RunError> {
         let mut outcomes: Vec<Option<Outcome<S>>> =
             planned.iter_mut().map(|t| t.prior.take()).collect();
-        let mut set: JoinSet<(usize, Result<Outcome<S>, RunError>)> = JoinSet::new();
+        // The tasks run concurrently on this run's own task: no thread hand-offs, and
+        // dropping the run drops them.
+        let mut running = FuturesUnordered::new();
         for (i, task) in planned.iter().enumerate() {
             if outcomes[i].is_some() {
                 continue;
@@ -855,13 +857,9 @@ impl<S: State> Runner<S> {
             });
             let fut = (node.run)(current.state.clone(), cx.clone());
             let timeout = node.timeout;
-            let graph = self.graph.clone();
-            let saver = self.saver.clone();
-            let thread = self.thread.clone();
-            let ns = self.ns.clone();
-            let checkpoint = current.checkpoint.id;
             let (node_index, task_id) = (task.node, task.id);
-            set.spawn(async move {
+            let checkpoint = current.checkpoint.id;
+            running.push(async move {
                 let run = async move {
                     match timeout {
                         Some(d) => tokio::time::timeout(d, fut)
@@ -877,7 +875,7 @@ impl<S: State> Runner<S> {
                         panic_message(&panic)
                     ))),
                 };
-                let outcome = settle(&graph, node_index, &cx, result);
+                let outcome = settle(&self.graph, node_index, &cx, result);
                 let write = match &outcome {
                     Outcome::Done { pieces, goto, .. } => {
                         let update = if pieces.is_empty() {
@@ -910,8 +908,9 @@ impl<S: State> Runner<S> {
                         list,
                     ),
                 };
-                let stored = saver
-                    .put_writes(&thread, &ns, checkpoint, vec![write])
+                let stored = self
+                    .saver
+                    .put_writes(&self.thread, &self.ns, checkpoint, vec![write])
                     .await
                     .map(|()| outcome)
                     .map_err(RunError::from);
@@ -923,20 +922,12 @@ impl<S: State> Runner<S> {
             let next = match &cancel {
                 Some(token) => tokio::select! {
                     biased;
-                    () = token.cancelled() => {
-                        set.abort_all();
-                        return Err(RunError::Cancelled);
-                    }
-                    next = set.join_next() => next,
+                    () = token.cancelled() => return Err(RunError::Cancelled),
+                    next = running.next() => next,
                 },
-                None => set.join_next().await,
+                None => running.next().await,
             };
-            let Some(joined) = next else { break };
-            let (i, stored) = match joined {
-                Ok(v) => v,
-                Err(e) if e.is_cancelled() => return Err(RunError::Cancelled),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            };
+            let Some((i, stored)) = next else { break };
             let outcome = stored?;
             let task = &planned[i];
             let name = &self.graph.nodes[task.node].name;
@@ -963,6 +954,7 @@ impl<S: State> Runner<S> {
             });
             outcomes[i] = Some(outcome);
         }
+        drop(running);
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every task has an outcome"))
@@ -1064,7 +1056,7 @@ impl<S: State> Runner<S> {
             metadata: self.cfg.metadata.clone(),
         };
         let current = Current {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             state,
             collected: Collected::default(),
             created_here: true,
@@ -1253,15 +1245,15 @@ fn validate_resume<S: State>(
             thread: thread.to_owned(),
         });
     }
-    let pending_ids = || pending.iter().map(|(_, p)| p.id).collect::<Vec<_>>();
-    let chosen: Vec<(TaskId, &PendingInterrupt, Result<Value, String>)> = match resume {
+    let pending_ids = || pending.iter().map(|(_, id)| *id).collect::<Vec<_>>();
+    let chosen: Vec<(TaskId, InterruptId, Result<Value, String>)> = match resume {
         Resume::Single(value) => {
             if pending.len() > 1 {
                 return Err(ResumeError::Ambiguous {
                     pending: pending_ids(),
                 });
             }
-            vec![(pending[0].0, &pending[0].1, value)]
+            vec![(pending[0].0, pending[0].1, value)]
         }
         Resume::ById(list) => {
             if list.is_empty() {
@@ -1278,8 +1270,8 @@ fn validate_resume<S: State>(
                         problems: vec!["it is answered twice in one resume".into()],
                     });
                 }
-                match pending.iter().find(|(_, p)| p.id == id) {
-                    Some((owner, p)) => chosen.push((*owner, p, value)),
+                match pending.iter().find(|(_, p)| *p == id) {
+                    Some((owner, p)) => chosen.push((*owner, *p, value)),
                     None if collected.answers.contains_key(&id) => {
                         return Err(ResumeError::AlreadyAnswered { id });
                     }
@@ -1295,12 +1287,16 @@ fn validate_resume<S: State>(
         }
     };
     let mut accepted = Vec::with_capacity(chosen.len());
-    for (owner, interrupt, value) in chosen {
-        let invalid = |problems| ResumeError::InvalidValue {
-            id: interrupt.id,
-            problems,
-        };
+    for (owner, id, value) in chosen {
+        let invalid = |problems| ResumeError::InvalidValue { id, problems };
         let value = value.map_err(|e| invalid(vec![e]))?;
+        let interrupt = collected
+            .record(id)
+            .map(pending::Record::decode)
+            .transpose()
+            .map_err(|e| invalid(vec![format!("its stored record does not decode: {e}")]))?
+            .ok_or_else(|| invalid(vec!["its stored record is missing".into()]))?;
+        let interrupt = &interrupt;
         if let Some(kind) = &interrupt.kind {
             let validator =
                 graph
@@ -1324,11 +1320,11 @@ fn validate_resume<S: State>(
 pub(crate) fn snapshot_of<S: State>(
     graph: &GraphInner<S>,
     thread: &str,
-    checkpoint: Checkpoint,
+    checkpoint: &Checkpoint,
     state: Arc<S>,
     collected: &Collected,
     is_head: bool,
-) -> StateSnapshot<S> {
+) -> Result<StateSnapshot<S>, RunError> {
     let specs = checkpoint
         .next
         .iter()
@@ -1344,20 +1340,11 @@ pub(crate) fn snapshot_of<S: State>(
             finished_updates.push(u);
         }
         let interrupts = if is_head {
-            collected
-                .pending
-                .iter()
-                .filter(|(owner, _)| *owner == id)
-                .map(|(_, p)| p.clone())
-                .collect()
+            collected.pending_of(id)
         } else {
-            collected
-                .interrupts
-                .iter()
-                .filter(|(owner, _)| *owner == id)
-                .flat_map(|(_, list)| list.iter().cloned())
-                .collect()
-        };
+            collected.raised_by(id)
+        }
+        .map_err(decode_err(thread, format!("the interrupts of task {id}")))?;
         tasks.push(TaskInfo {
             id,
             name: spec.node.clone(),
@@ -1392,7 +1379,7 @@ pub(crate) fn snapshot_of<S: State>(
     };
     let _ = graph;
     let config = RunConfig::thread(thread).at_checkpoint(checkpoint.id);
-    StateSnapshot {
+    Ok(StateSnapshot {
         values,
         next,
         tasks,
@@ -1405,9 +1392,9 @@ pub(crate) fn snapshot_of<S: State>(
         parent_config: checkpoint
             .parent_id
             .map(|p| RunConfig::thread(thread).at_checkpoint(p)),
-        metadata: checkpoint.metadata,
+        metadata: checkpoint.metadata.clone(),
         config,
-    }
+    })
 }
 
 /// Reads a stored checkpoint as a snapshot.
@@ -1422,14 +1409,14 @@ pub(crate) fn snapshot_from_stored<S: State>(
         thread,
         format!("pending writes of checkpoint {}", stored.checkpoint.id),
     ))?;
-    Ok(snapshot_of(
+    snapshot_of(
         graph,
         thread,
-        stored.checkpoint,
+        &stored.checkpoint,
         state,
         &collected,
         is_head,
-    ))
+    )
 }
 
 /// Writes an `update_state` checkpoint.
@@ -1534,7 +1521,7 @@ pub(crate) async fn update_state<S: State>(
         metadata: cfg.metadata.clone(),
     };
     let current = Current {
-        checkpoint,
+        checkpoint: Arc::new(checkpoint),
         state,
         collected: Collected::default(),
         created_here: true,

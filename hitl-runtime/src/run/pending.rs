@@ -41,19 +41,74 @@ pub(crate) struct CommandPayload {
     pub(crate) goto: Vec<TaskSpec>,
 }
 
+/// A stored interrupt: its id, and its record still as JSON (payloads and schemas can
+/// be large; they are decoded only when needed).
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) id: InterruptId,
+    raw: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    id: InterruptId,
+}
+
+impl Record {
+    pub(crate) fn decode(&self) -> Result<PendingInterrupt, serde_json::Error> {
+        serde_json::from_str(self.raw.get())
+    }
+}
+
 /// The pending writes of one checkpoint, decoded.
 #[derive(Debug, Default)]
 pub(crate) struct Collected {
     pub(crate) results: HashMap<TaskId, ResultPayload>,
     pub(crate) errors: HashMap<TaskId, String>,
     /// Interrupts raised per task (the last write of each task).
-    pub(crate) interrupts: Vec<(TaskId, Vec<PendingInterrupt>)>,
+    pub(crate) interrupts: Vec<(TaskId, Vec<Record>)>,
     pub(crate) answers: HashMap<InterruptId, Value>,
     pub(crate) resume_counts: HashMap<TaskId, usize>,
     pub(crate) commands: Vec<CommandPayload>,
     /// Unanswered interrupts of tasks that have not finished, with the task whose
     /// write holds them.
-    pub(crate) pending: Vec<(TaskId, PendingInterrupt)>,
+    pub(crate) pending: Vec<(TaskId, InterruptId)>,
+}
+
+impl Collected {
+    /// The stored record of an interrupt.
+    pub(crate) fn record(&self, id: InterruptId) -> Option<&Record> {
+        self.interrupts
+            .iter()
+            .flat_map(|(_, list)| list)
+            .find(|r| r.id == id)
+    }
+
+    /// The decoded records of a task's interrupts that are still pending.
+    pub(crate) fn pending_of(
+        &self,
+        task: TaskId,
+    ) -> Result<Vec<PendingInterrupt>, serde_json::Error> {
+        self.pending
+            .iter()
+            .filter(|(owner, _)| *owner == task)
+            .filter_map(|(_, id)| self.record(*id))
+            .map(Record::decode)
+            .collect()
+    }
+
+    /// The decoded records of every interrupt a task raised.
+    pub(crate) fn raised_by(
+        &self,
+        task: TaskId,
+    ) -> Result<Vec<PendingInterrupt>, serde_json::Error> {
+        self.interrupts
+            .iter()
+            .filter(|(owner, _)| *owner == task)
+            .flat_map(|(_, list)| list)
+            .map(Record::decode)
+            .collect()
+    }
 }
 
 /// Decodes a checkpoint's pending writes.
@@ -71,9 +126,16 @@ pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::
                 c.errors.insert(w.task_id, e.message);
             }
             WriteKind::Interrupt => {
-                let list: Vec<PendingInterrupt> = serde_json::from_str(raw)?;
+                let list: Vec<Box<RawValue>> = serde_json::from_str(raw)?;
+                let records = list
+                    .into_iter()
+                    .map(|raw| {
+                        let header: Header = serde_json::from_str(raw.get())?;
+                        Ok(Record { id: header.id, raw })
+                    })
+                    .collect::<Result<Vec<_>, serde_json::Error>>()?;
                 c.interrupts.retain(|(t, _)| *t != w.task_id);
-                c.interrupts.push((w.task_id, list));
+                c.interrupts.push((w.task_id, records));
             }
             WriteKind::Resume => {
                 let r: ResumePayload = serde_json::from_str(raw)?;
@@ -89,9 +151,9 @@ pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::
         if c.results.contains_key(task) {
             continue;
         }
-        for i in list {
-            if !c.answers.contains_key(&i.id) {
-                c.pending.push((*task, i.clone()));
+        for r in list {
+            if !c.answers.contains_key(&r.id) {
+                c.pending.push((*task, r.id));
             }
         }
     }
