@@ -83,14 +83,18 @@ fn approve() -> Command<hitl_runtime::AgentState> {
 /// One HITL cycle; returns (time to the interrupt, time of the resume).
 async fn cycle(agent: &Agent, cfg: &RunConfig) -> (Duration, Duration) {
     let t0 = Instant::now();
-    let out = agent
-        .invoke(Message::user(USER), cfg)
-        .await
-        .expect("invoke");
-    assert!(
-        out.is_interrupted() && out.interrupts.len() == 1,
-        "the run pauses for review"
-    );
+    {
+        // Scoped: a caller that keeps the paused run's output keeps its state alive,
+        // and the resume then copies the state instead of updating it in place.
+        let out = agent
+            .invoke(Message::user(USER), cfg)
+            .await
+            .expect("invoke");
+        assert!(
+            out.is_interrupted() && out.interrupts.len() == 1,
+            "the run pauses for review"
+        );
+    }
     let t1 = Instant::now();
     let out = agent.invoke(approve(), cfg).await.expect("resume");
     assert!(out.is_done(), "the run finishes after the approval");

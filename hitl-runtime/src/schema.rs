@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use schemars::JsonSchema;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The JSON schema of `T`, generated once per type and cached.
 pub fn schema_of<T: JsonSchema + 'static>() -> Arc<Value> {
@@ -72,37 +73,94 @@ fn content_hash(value: &Value, h: &mut impl Hasher) {
     }
 }
 
-/// Compiled validators, keyed by a hash of the schema's content (and checked against
-/// the schema itself, so a collision cannot pick the wrong validator).
-fn compiled(schema: &Value) -> Result<Compiled, String> {
-    static CACHE: OnceLock<Mutex<HashMap<u64, (Value, Compiled)>>> = OnceLock::new();
+/// A bounded map from a schema's hash to its compiled validator; the key is kept and
+/// compared on lookup, so a hash collision cannot pick the wrong validator.
+struct Cache<K> {
+    map: Mutex<HashMap<u64, (K, Compiled)>>,
+}
+
+impl<K: PartialEq> Cache<K> {
     const MAX: usize = 1024;
-    let cache = CACHE.get_or_init(Default::default);
+
+    fn new() -> Self {
+        Cache {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get_or_compile(
+        &self,
+        hash: u64,
+        matches: impl Fn(&K) -> bool,
+        compile: impl FnOnce() -> Result<(K, Compiled), String>,
+    ) -> Result<Compiled, String> {
+        if let Some((key, v)) = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+            && matches(key)
+        {
+            return Ok(v.clone());
+        }
+        let (key, validator) = compile()?;
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(hash, (key, validator.clone()));
+        Ok(validator)
+    }
+}
+
+fn compile(schema: &Value) -> Result<Compiled, String> {
+    Ok(Arc::new(
+        jsonschema::validator_for(schema).map_err(|e| format!("invalid schema: {e}"))?,
+    ))
+}
+
+/// The compiled validator of a schema given as a value.
+fn compiled(schema: &Value) -> Result<Compiled, String> {
+    static CACHE: OnceLock<Cache<Value>> = OnceLock::new();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     content_hash(schema, &mut hasher);
-    let key = hasher.finish();
-    if let Some((cached, v)) = cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-        && cached == schema
-    {
-        return Ok(v.clone());
-    }
-    let validator =
-        Arc::new(jsonschema::validator_for(schema).map_err(|e| format!("invalid schema: {e}"))?);
-    let mut guard = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    if guard.len() >= MAX {
-        guard.clear();
-    }
-    guard.insert(key, (schema.clone(), validator.clone()));
-    Ok(validator)
+    CACHE.get_or_init(Cache::new).get_or_compile(
+        hasher.finish(),
+        |key| key == schema,
+        || Ok((schema.clone(), compile(schema)?)),
+    )
+}
+
+/// The compiled validator of a schema given as JSON text (as stored with an
+/// interrupt): looked up by the text, so a stored schema is parsed only once.
+fn compiled_raw(schema: &RawValue) -> Result<Compiled, String> {
+    static CACHE: OnceLock<Cache<Box<str>>> = OnceLock::new();
+    let text = schema.get();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hasher.write(text.as_bytes());
+    CACHE.get_or_init(Cache::new).get_or_compile(
+        hasher.finish(),
+        |key| **key == *text,
+        || {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| format!("the stored schema is not JSON: {e}"))?;
+            Ok((text.into(), compile(&value)?))
+        },
+    )
+}
+
+/// [`validate`] with the schema as JSON text.
+pub(crate) fn validate_raw(schema: &RawValue, value: &Value) -> Result<(), Vec<String>> {
+    problems(&*compiled_raw(schema).map_err(|e| vec![e])?, value)
 }
 
 /// Validates `value` against `schema`; every problem is one readable line naming where
 /// it is (a JSON pointer into the value).
 pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
-    let validator = compiled(schema).map_err(|e| vec![e])?;
+    problems(&*compiled(schema).map_err(|e| vec![e])?, value)
+}
+
+fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), Vec<String>> {
     let problems: Vec<String> = validator
         .iter_errors(value)
         .map(|e| {

@@ -204,14 +204,30 @@ pub mod reducers {
     /// end, or is appended.
     pub fn add_messages<M: MessageLike>(slot: &mut Vec<M>, value: Vec<M>) {
         for message in value {
-            let found = message
-                .message_id()
-                .and_then(|id| slot.iter().rposition(|m| m.message_id() == Some(id)));
+            let found = message.message_id().and_then(|id| position_of(slot, id));
             match found {
                 Some(i) => slot[i] = message,
                 None => slot.push(message),
             }
         }
+    }
+
+    /// The last message with this id. Ids are compared by their last eight bytes first
+    /// (the random part of a generated id), which rules out almost every message
+    /// without a call to `memcmp`: a long conversation is searched at memory speed.
+    fn position_of<M: MessageLike>(slot: &[M], id: &str) -> Option<usize> {
+        fn tail(s: &str) -> u64 {
+            let b = s.as_bytes();
+            match b.len().checked_sub(8) {
+                Some(start) => u64::from_le_bytes(b[start..].try_into().unwrap_or_default()),
+                None => b.iter().fold(0, |acc, &x| (acc << 8) | u64::from(x)),
+            }
+        }
+        let (len, key) = (id.len(), tail(id));
+        slot.iter().rposition(|m| {
+            m.message_id()
+                .is_some_and(|other| other.len() == len && tail(other) == key && other == id)
+        })
     }
 
     /// Gives each message without an id a fresh, time-ordered one.
@@ -252,6 +268,29 @@ mod tests {
                 M(Some("a".into()), "1'"),
                 M(Some("b".into()), "2"),
                 M(Some("c".into()), "3")
+            ]
+        );
+    }
+
+    #[test]
+    fn add_messages_matches_whole_ids_not_just_their_ends() {
+        // Same length and same last eight bytes, different ids.
+        let a = "msg-0001-same-tail".to_owned();
+        let b = "msg-0002-same-tail".to_owned();
+        let mut list = vec![M(Some(a.clone()), "1"), M(Some(b.clone()), "2")];
+        reducers::add_messages(
+            &mut list,
+            vec![
+                M(Some(a.clone()), "1'"),
+                M(Some("msg-0003-same-tail".into()), "3"),
+            ],
+        );
+        assert_eq!(
+            list,
+            vec![
+                M(Some(a), "1'"),
+                M(Some(b), "2"),
+                M(Some("msg-0003-same-tail".into()), "3")
             ]
         );
     }

@@ -25,7 +25,7 @@ use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext
 use super::{AgentState, AgentStateUpdate, output_text};
 use crate::error::NodeError;
 use crate::graph::ResumeValidator;
-use crate::interrupt::{InterruptRequest, PendingInterrupt};
+use crate::interrupt::InterruptRequest;
 use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
 use crate::run::NodeContext;
@@ -415,11 +415,9 @@ fn check_decision(
     problems
 }
 
-fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec<String>> {
+fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
     let malformed = || vec!["the interrupt is not a review request".to_owned()];
-    let configs = pending.value["review_configs"]
-        .as_array()
-        .ok_or_else(malformed)?;
+    let configs = payload["review_configs"].as_array().ok_or_else(malformed)?;
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
     let Some(obj) = value.as_object() else {
         return Err(vec![format!("{shape}, got {value}")]);
@@ -467,8 +465,8 @@ fn validate_batched(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec
     }
 }
 
-fn validate_per_call(pending: &PendingInterrupt, value: &Value) -> Result<(), Vec<String>> {
-    let request: ToolApprovalRequest = serde_json::from_value(pending.value.clone())
+fn validate_per_call(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
+    let request = ToolApprovalRequest::deserialize(payload)
         .map_err(|e| vec![format!("the interrupt is not a tool approval request: {e}")])?;
     let problems = check_decision(
         None,
@@ -658,18 +656,6 @@ mod tests {
         v.keys().map(String::as_str).collect()
     }
 
-    fn pending(value: Value) -> PendingInterrupt {
-        PendingInterrupt {
-            id: "0000000000000000000000000000000a".parse().unwrap(),
-            value,
-            resume_schema: None,
-            node: "HumanInTheLoopMiddleware.after_model".into(),
-            ns: String::new(),
-            task_id: crate::TaskId::from_u128(1),
-            kind: Some(BATCHED_KIND.into()),
-        }
-    }
-
     fn request() -> Value {
         json!({
             "action_requests": [
@@ -687,7 +673,7 @@ mod tests {
 
     #[test]
     fn batched_resumes_are_checked_with_messages_naming_the_problem() {
-        let p = pending(request());
+        let p = request();
         let ok = json!({"decisions": [
             {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "b"}}},
             {"type": "reject", "message": "no"}
@@ -738,7 +724,7 @@ mod tests {
 
     #[test]
     fn the_published_schema_agrees_with_the_validator() {
-        let p = pending(request());
+        let p = request();
         let req: HitlRequest = serde_json::from_value(request()).unwrap();
         let schema = batched_schema_of(
             req.review_configs

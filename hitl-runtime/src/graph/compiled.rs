@@ -11,15 +11,14 @@ use super::{Edges, Join, NodeHandle, NodeSpec, StateGraph, known_names, name_ind
 use crate::checkpoint::{Checkpointer, ListFilter};
 use crate::error::{GraphError, RunError};
 use crate::ids::CheckpointId;
-use crate::interrupt::PendingInterrupt;
 use crate::run::{
     Input, RunConfig, RunOutput, RunStream, Sink, StateSnapshot, StreamModes, execute,
 };
 use crate::state::State;
 
-/// Checks an answer beyond its JSON schema; returns the problems, one per line.
-pub type ResumeValidator =
-    Arc<dyn Fn(&PendingInterrupt, &Value) -> Result<(), Vec<String>> + Send + Sync>;
+/// Checks an answer beyond its JSON schema: called with the interrupt's payload
+/// ([`crate::PendingInterrupt::value`]) and the answer; returns the problems, one per line.
+pub type ResumeValidator = Arc<dyn Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync>;
 
 /// Recently used states by (thread, namespace), valid for one checkpoint id.
 /// Checkpoints never change, so a state cached for a checkpoint id is that
@@ -192,11 +191,12 @@ impl<S: State> CompileBuilder<S> {
 
     /// Registers a validator for interrupts raised with this `kind`
     /// ([`crate::InterruptRequest::kind`]). Answers are checked by it before they are
-    /// stored; an interrupt whose kind has no validator cannot be resumed.
+    /// stored; an interrupt whose kind has no validator cannot be resumed. The validator
+    /// is called with the interrupt's payload and the answer.
     pub fn resume_validator(
         mut self,
         kind: impl Into<String>,
-        validator: impl Fn(&PendingInterrupt, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
+        validator: impl Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
     ) -> Self {
         self.validators.insert(kind.into(), Arc::new(validator));
         self

@@ -1290,28 +1290,29 @@ fn validate_resume<S: State>(
     for (owner, id, value) in chosen {
         let invalid = |problems| ResumeError::InvalidValue { id, problems };
         let value = value.map_err(|e| invalid(vec![e]))?;
-        let interrupt = collected
+        let record = collected
             .record(id)
-            .map(pending::Record::decode)
-            .transpose()
-            .map_err(|e| invalid(vec![format!("its stored record does not decode: {e}")]))?
             .ok_or_else(|| invalid(vec!["its stored record is missing".into()]))?;
-        let interrupt = &interrupt;
-        if let Some(kind) = &interrupt.kind {
+        let view = record
+            .view()
+            .map_err(|e| invalid(vec![format!("its stored record does not decode: {e}")]))?;
+        if let Some(kind) = &view.kind {
             let validator =
                 graph
                     .validators
-                    .get(kind.as_str())
+                    .get(kind.as_ref())
                     .ok_or_else(|| ResumeError::UnknownKind {
-                        id: interrupt.id,
-                        kind: kind.clone(),
+                        id,
+                        kind: kind.to_string(),
                     })?;
-            validator(interrupt, &value).map_err(invalid)?;
+            let payload: Value = serde_json::from_str(view.value.get())
+                .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
+            validator(&payload, &value).map_err(invalid)?;
         }
-        if let Some(schema) = &interrupt.resume_schema {
-            crate::schema::validate(schema, &value).map_err(invalid)?;
+        if let Some(schema) = view.resume_schema {
+            crate::schema::validate_raw(schema, &value).map_err(invalid)?;
         }
-        accepted.push((owner, interrupt.id, value));
+        accepted.push((owner, id, value));
     }
     Ok(accepted)
 }

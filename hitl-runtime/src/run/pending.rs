@@ -1,5 +1,6 @@
 //! The JSON payloads of pending writes, and reading them back.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +55,23 @@ struct Header {
     id: InterruptId,
 }
 
+/// The parts of a stored interrupt a resume is checked with, borrowed from its JSON.
+#[derive(Deserialize)]
+pub(crate) struct RecordView<'a> {
+    #[serde(borrow)]
+    pub(crate) value: &'a RawValue,
+    #[serde(default, borrow)]
+    pub(crate) resume_schema: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+}
+
 impl Record {
     pub(crate) fn decode(&self) -> Result<PendingInterrupt, serde_json::Error> {
+        serde_json::from_str(self.raw.get())
+    }
+
+    pub(crate) fn view(&self) -> Result<RecordView<'_>, serde_json::Error> {
         serde_json::from_str(self.raw.get())
     }
 }
