@@ -105,6 +105,17 @@ async fn cycle(agent: &Agent, cfg: &RunConfig) -> (Duration, Duration) {
     (t1 - t0, t1.elapsed())
 }
 
+/// One cycle on a throwaway thread (one per process: workers share a schema), so that
+/// one-time work (compiling schemas, preparing statements) is not timed.
+async fn warm_up(agent: &Agent, saver: &dyn Checkpointer) {
+    let thread = format!("warmup-{}", std::process::id());
+    cycle(agent, &RunConfig::thread(thread.as_str())).await;
+    saver
+        .delete_thread(&thread)
+        .await
+        .expect("delete the warm-up thread");
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
     Memory,
@@ -335,6 +346,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 async fn run_cycle(storage: &Storage, n: usize) -> Value {
     let store = store(storage, None).await;
     let agent = agent(store.saver.clone());
+    warm_up(&agent, &*store.saver).await;
     let (rss_before, _) = rss();
     let mut totals = Vec::with_capacity(n);
     let mut interrupts = Vec::with_capacity(n);
@@ -381,14 +393,21 @@ async fn run_cycle(storage: &Storage, n: usize) -> Value {
 async fn run_long(storage: &Storage, cycles: usize) -> Value {
     let store = store(storage, None).await;
     let agent = agent(store.saver.clone());
-    let cfg = RunConfig::thread("long");
+    warm_up(&agent, &*store.saver).await;
+    // Two threads: one timed, one measured after every cycle (measuring reads the
+    // stored data, which would disturb the timing of the next cycle).
+    let timed = RunConfig::thread("long");
     let mut per_cycle = Vec::with_capacity(cycles);
+    for _ in 0..cycles {
+        let (a, b) = cycle(&agent, &timed).await;
+        per_cycle.push(ms(a + b));
+    }
+    let measured = RunConfig::thread("long-bytes");
     let mut added = Vec::with_capacity(cycles);
     let mut before = 0;
     for _ in 0..cycles {
-        let (a, b) = cycle(&agent, &cfg).await;
-        per_cycle.push(ms(a + b));
-        let now = store.bytes(Some("long")).await;
+        cycle(&agent, &measured).await;
+        let now = store.bytes(Some("long-bytes")).await;
         added.push(now - before);
         before = now;
     }
@@ -400,8 +419,9 @@ async fn run_long(storage: &Storage, cycles: usize) -> Value {
 }
 
 async fn run_paused(threads: usize) -> Value {
-    let saver = InMemorySaver::new();
-    let agent = agent(Arc::new(saver));
+    let saver = Arc::new(InMemorySaver::new());
+    let agent = agent(saver.clone());
+    warm_up(&agent, &*saver).await;
     let (rss_before, _) = rss();
     for i in 0..threads {
         let out = agent
@@ -443,6 +463,7 @@ async fn run_workers(storage: &Storage, threads: usize, workers: usize) -> Value
     let schema = format!("hitl_bench_w_{}", std::process::id());
     let store = store(storage, Some(schema.clone())).await;
     let agent = agent(store.saver.clone());
+    warm_up(&agent, &*store.saver).await;
     for i in 0..threads {
         let out = agent
             .invoke(Message::user(USER), &RunConfig::thread(format!("w{i}")))
@@ -488,6 +509,7 @@ async fn run_workers(storage: &Storage, threads: usize, workers: usize) -> Value
 async fn worker_child(storage: &Storage, schema: String, from: usize, to: usize) {
     let store = store(storage, Some(schema)).await;
     let agent = agent(store.saver.clone());
+    warm_up(&agent, &*store.saver).await;
     for i in from..to {
         let out = agent
             .invoke(approve(), &RunConfig::thread(format!("w{i}")))
