@@ -216,6 +216,53 @@ async fn two_writes_to_a_last_value_channel_in_one_step_are_an_error() {
 }
 
 #[tokio::test]
+async fn a_step_that_fails_at_the_barrier_keeps_its_results_and_does_not_run_them_again() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut g = StateGraph::<Flow>::new();
+    let (ra, rb) = (runs.clone(), runs.clone());
+    let a = g.add_node("a", move |_, _| {
+        ra.fetch_add(1, SeqCst);
+        async { Ok(FlowUpdate::default().step(1)) }
+    });
+    let b = g.add_node("b", move |_, _| {
+        rb.fetch_add(1, SeqCst);
+        async {
+            // Finishes last: its result would travel with the next checkpoint.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(FlowUpdate::default().step(2))
+        }
+    });
+    for n in [a, b] {
+        g.add_edge(START, n);
+        g.add_edge(n, END);
+    }
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("barrier");
+    let first = app.invoke(Flow::default(), &cfg).await.unwrap_err();
+    assert!(matches!(first, RunError::Reducer(_)), "{first}");
+    assert_eq!(runs.load(SeqCst), 2);
+    let snapshot = app.get_state(&cfg).await.unwrap();
+    let finished: Vec<&str> = snapshot
+        .tasks
+        .iter()
+        .filter(|t| t.result.is_some())
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(finished, ["a", "b"], "both results are stored");
+    let again = app.invoke(None, &cfg).await.unwrap_err();
+    assert_eq!(again.to_string(), first.to_string());
+    assert_eq!(
+        runs.load(SeqCst),
+        2,
+        "stored results are not computed again"
+    );
+}
+
+#[tokio::test]
 async fn updates_apply_in_task_order_whatever_order_tasks_finish_in() {
     let mut g = StateGraph::<Flow>::new();
     let slow = g.add_node("slow", |_, _| async {

@@ -135,6 +135,7 @@ async fn put_chain<C: Checkpointer>(
                 ns: ns.into(),
                 checkpoint: Arc::new(checkpoint(id, parent, step as i64 - 1)),
                 blobs: vec![full_blob("value", id, &format!("{{\"n\":{step}}}"))],
+                head_writes: Vec::new(),
                 expected_head: parent,
             })
             .await
@@ -170,6 +171,7 @@ pub async fn round_trip<H: Harness>(h: &H) {
                 full_blob("value", id, r#"{"n":0,"text":"héllo \"quoted\""}"#),
                 full_blob("list", id, r#"["a","b"]"#),
             ],
+            head_writes: Vec::new(),
             expected_head: None,
         })
         .await
@@ -256,6 +258,7 @@ pub async fn history_order_and_filters<H: Harness>(h: &H) {
             ns: String::new(),
             checkpoint: Arc::new(fork_cp.clone()),
             blobs: vec![],
+            head_writes: Vec::new(),
             expected_head: Some(ids[4]),
         })
         .await
@@ -327,6 +330,7 @@ pub async fn compare_and_set_on_the_head<H: Harness>(h: &H) {
             ns: String::new(),
             checkpoint: Arc::new(checkpoint(stale, Some(ids[0]), 0)),
             blobs: vec![full_blob("value", stale, r#"{"n":99}"#)],
+            head_writes: Vec::new(),
             expected_head: Some(ids[0]),
         })
         .await
@@ -355,6 +359,7 @@ pub async fn compare_and_set_on_the_head<H: Harness>(h: &H) {
             ns: String::new(),
             checkpoint: Arc::new(checkpoint(stale, None, -1)),
             blobs: vec![],
+            head_writes: Vec::new(),
             expected_head: None,
         })
         .await
@@ -363,6 +368,96 @@ pub async fn compare_and_set_on_the_head<H: Harness>(h: &H) {
     // Namespaces have their own heads.
     put_chain(&saver, "t", "sub:1", 1).await;
     assert_eq!(saver.head("t", "").await.unwrap(), Some(ids[1]));
+}
+
+/// `head_writes` land on the old head with the new checkpoint, by their modes, and a
+/// put that loses the compare-and-set stores none of them.
+pub async fn head_writes_go_with_the_checkpoint<H: Harness>(h: &H) {
+    let saver = h.fresh().await;
+    let ids = put_chain(&saver, "t", "", 2).await;
+    let head = ids[1];
+    saver
+        .put_writes(
+            "t",
+            "",
+            head,
+            vec![write(1, 0, WriteKind::Result, r#""stored first""#)],
+        )
+        .await
+        .unwrap();
+    let writes_of = |id| {
+        let saver = &saver;
+        async move {
+            let mut w: Vec<(TaskId, i32, String)> = saver
+                .get("t", "", Some(id), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .writes
+                .into_iter()
+                .map(|w| (w.task_id, w.idx, w.value.get().to_owned()))
+                .collect();
+            w.sort_by_key(|w| (w.0, w.1));
+            w
+        }
+    };
+    // Loses the compare-and-set: nothing of it is stored.
+    let stale = CheckpointId::new_after(Some(head));
+    let err = saver
+        .put(CheckpointWrite {
+            thread: "t".into(),
+            ns: String::new(),
+            checkpoint: Arc::new(checkpoint(stale, Some(ids[0]), 1)),
+            blobs: vec![full_blob("value", stale, r#"{"n":7}"#)],
+            head_writes: vec![write(2, 0, WriteKind::Result, r#""lost""#)],
+            expected_head: Some(ids[0]),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
+    assert!(writes_of(ids[0]).await.is_empty());
+    assert_eq!(writes_of(head).await.len(), 1);
+    // Wins: the writes are on the old head, by their modes (a result already stored
+    // is kept; an error is upserted), and the new checkpoint has none.
+    let next = CheckpointId::new_after(Some(head));
+    saver
+        .put(CheckpointWrite {
+            thread: "t".into(),
+            ns: String::new(),
+            checkpoint: Arc::new(checkpoint(next, Some(head), 2)),
+            blobs: vec![full_blob("value", next, r#"{"n":2}"#)],
+            head_writes: vec![
+                write(1, 0, WriteKind::Result, r#""second""#),
+                write(2, 0, WriteKind::Result, r#""with the checkpoint""#),
+                write(
+                    3,
+                    WriteKind::ERROR_IDX,
+                    WriteKind::Error,
+                    r#"{"message":"boom"}"#,
+                ),
+            ],
+            expected_head: Some(head),
+        })
+        .await
+        .unwrap();
+    assert_eq!(saver.head("t", "").await.unwrap(), Some(next));
+    assert_eq!(
+        writes_of(head).await,
+        [
+            (TaskId::from_u128(1), 0, r#""stored first""#.to_owned()),
+            (
+                TaskId::from_u128(2),
+                0,
+                r#""with the checkpoint""#.to_owned()
+            ),
+            (
+                TaskId::from_u128(3),
+                WriteKind::ERROR_IDX,
+                r#"{"message":"boom"}"#.to_owned()
+            ),
+        ]
+    );
+    assert!(writes_of(next).await.is_empty());
 }
 
 /// Results are insert-if-absent, errors and interrupts upserted, resume answers
@@ -706,6 +801,7 @@ macro_rules! checkpointer_conformance {
             round_trip,
             history_order_and_filters,
             compare_and_set_on_the_head,
+            head_writes_go_with_the_checkpoint,
             pending_writes_idempotency,
             delta_channels_across_snapshots,
             delete_thread,

@@ -117,6 +117,38 @@ impl InMemorySaver {
     }
 }
 
+/// Adds writes to a checkpoint's, each by its mode; all or nothing.
+fn merge_writes(
+    thread: &str,
+    existing: &mut Vec<PendingWrite>,
+    writes: Vec<PendingWrite>,
+) -> Result<(), CheckpointError> {
+    for w in &writes {
+        if w.kind.mode() == WriteMode::InsertOrConflict
+            && existing
+                .iter()
+                .any(|e| e.task_id == w.task_id && e.idx == w.idx)
+        {
+            return Err(CheckpointError::WriteConflict {
+                thread: thread.to_owned(),
+                task: w.task_id,
+                idx: w.idx,
+            });
+        }
+    }
+    for w in writes {
+        match existing
+            .iter_mut()
+            .find(|e| e.task_id == w.task_id && e.idx == w.idx)
+        {
+            Some(slot) if w.kind.mode() == WriteMode::Upsert => *slot = w,
+            Some(_) => {}
+            None => existing.push(w),
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Checkpointer for InMemorySaver {
     async fn get(
@@ -190,6 +222,15 @@ impl Checkpointer for InMemorySaver {
             });
         }
         let id = write.checkpoint.id;
+        if let Some(head) = write.expected_head
+            && !write.head_writes.is_empty()
+        {
+            merge_writes(
+                &write.thread,
+                space.writes.entry(head).or_default(),
+                write.head_writes,
+            )?;
+        }
         for blob in write.blobs {
             space
                 .blobs
@@ -227,31 +268,7 @@ impl Checkpointer for InMemorySaver {
                 actual: space.head,
             });
         }
-        let existing = space.writes.entry(checkpoint).or_default();
-        for w in &writes {
-            if w.kind.mode() == WriteMode::InsertOrConflict
-                && existing
-                    .iter()
-                    .any(|e| e.task_id == w.task_id && e.idx == w.idx)
-            {
-                return Err(CheckpointError::WriteConflict {
-                    thread: thread.to_owned(),
-                    task: w.task_id,
-                    idx: w.idx,
-                });
-            }
-        }
-        for w in writes {
-            match existing
-                .iter_mut()
-                .find(|e| e.task_id == w.task_id && e.idx == w.idx)
-            {
-                Some(slot) if w.kind.mode() == WriteMode::Upsert => *slot = w,
-                Some(_) => {}
-                None => existing.push(w),
-            }
-        }
-        Ok(())
+        merge_writes(thread, space.writes.entry(checkpoint).or_default(), writes)
     }
 
     async fn list(

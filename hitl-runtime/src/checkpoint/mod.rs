@@ -298,6 +298,12 @@ pub struct CheckpointWrite {
     /// [`CheckpointError::Conflict`] if the head is something else. For a normal step
     /// it is the parent; for a fork, the head seen when the fork began.
     pub expected_head: Option<CheckpointId>,
+    /// Pending writes to store on `expected_head` in the same transaction: the results
+    /// of the step's last tasks, which then cost no round trip of their own. Stored
+    /// only if the compare-and-set succeeds, each by its [`WriteKind::mode`]; never a
+    /// [`WriteKind::Resume`] write (those go through
+    /// [`put_writes`](Checkpointer::put_writes)). Empty when `expected_head` is `None`.
+    pub head_writes: Vec<PendingWrite>,
 }
 
 /// Which checkpoints [`Checkpointer::list`] returns.
@@ -367,9 +373,10 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
     /// The head of a thread's namespace.
     async fn head(&self, thread: &str, ns: &str) -> Result<Option<CheckpointId>, CheckpointError>;
 
-    /// Stores a checkpoint and its blobs and moves the head to it, if the head is
-    /// still `expected_head`; otherwise fails with [`CheckpointError::Conflict`] and
-    /// stores nothing.
+    /// Stores a checkpoint, its blobs and the [`head_writes`](CheckpointWrite::head_writes)
+    /// on the old head, and moves the head to it, if the head is still
+    /// `expected_head`; otherwise fails with [`CheckpointError::Conflict`] and stores
+    /// nothing.
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError>;
 
     /// Stores pending writes on a checkpoint, each according to its

@@ -10,6 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
@@ -105,8 +106,7 @@ struct Sql {
     head: String,
     put: String,
     writes: String,
-    head_for_share: String,
-    insert_resume: String,
+    answer: String,
     list: String,
     delete: String,
     inbox: String,
@@ -151,7 +151,20 @@ impl Sql {
                         FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
                              AS u(channel, version, kind, base, data)
                         WHERE EXISTS (SELECT 1 FROM ok)
-                        ON CONFLICT DO NOTHING)
+                        ON CONFLICT DO NOTHING),
+                    wd AS (
+                        SELECT * FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::bool[])
+                               AS u(task, idx, kind, value, upsert)
+                        WHERE EXISTS (SELECT 1 FROM ok)),
+                    wi AS (
+                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                        SELECT $1, $2, $4, task, idx, kind, value FROM wd WHERE NOT upsert
+                        ON CONFLICT DO NOTHING),
+                    wu AS (
+                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                        SELECT $1, $2, $4, task, idx, kind, value FROM wd WHERE upsert
+                        ON CONFLICT (thread, ns, checkpoint, task, idx)
+                        DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
                     SELECT (SELECT count(*) FROM ok),
                            (SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2)"),
             writes: f("WITH data AS (
@@ -167,11 +180,28 @@ impl Sql {
                            ON CONFLICT (thread, ns, checkpoint, task, idx)
                            DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
                        SELECT 1"),
-            head_for_share: f("SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2 FOR SHARE"),
-            insert_resume: f("INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                              SELECT $1, $2, $3, task, idx, kind, value
-                              FROM unnest($4::text[], $5::int[], $6::text[], $7::text[]) AS u(task, idx, kind, value)
-                              ON CONFLICT DO NOTHING"),
+            // Answers: only on the head (locked until the statement commits), each slot
+            // once. A taken slot fails the whole statement (no ON CONFLICT), so a
+            // batch is all or nothing.
+            answer: f("WITH h AS (
+                           SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2 FOR SHARE),
+                       data AS (
+                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[])
+                                  AS u(task, idx, kind, value, mode)
+                           WHERE EXISTS (SELECT 1 FROM h WHERE head = $3)),
+                       ans AS (
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'answer'),
+                       ins AS (
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'insert'
+                           ON CONFLICT DO NOTHING),
+                       ups AS (
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'upsert'
+                           ON CONFLICT (thread, ns, checkpoint, task, idx)
+                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
+                       SELECT (SELECT head FROM h)"),
             list: f("SELECT record FROM {s}.hitl_checkpoints
                      WHERE thread = $1 AND ns = $2 AND ($3::text IS NULL OR id < $3)
                        AND ($4::text = '{}' OR COALESCE(record::jsonb->'metadata', '{}') @> $4::text::jsonb)
@@ -470,21 +500,21 @@ fn decode_blobs(thread: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> 
 
 /// Pending writes as one array per column, for `unnest`.
 #[derive(Default)]
-struct WriteColumns {
+struct WriteColumns<'a> {
     tasks: Vec<String>,
     idx: Vec<i32>,
     kinds: Vec<&'static str>,
-    values: Vec<String>,
+    values: Vec<&'a str>,
     upsert: Vec<bool>,
 }
 
-fn write_columns(writes: &[&PendingWrite]) -> WriteColumns {
+fn write_columns<'a>(writes: &[&'a PendingWrite]) -> WriteColumns<'a> {
     let mut c = WriteColumns::default();
     for w in writes {
         c.tasks.push(w.task_id.to_string());
         c.idx.push(w.idx);
         c.kinds.push(w.kind.as_str());
-        c.values.push(w.value.get().to_owned());
+        c.values.push(w.value.get());
         c.upsert.push(w.kind.mode() == WriteMode::Upsert);
     }
     c
@@ -570,6 +600,14 @@ impl Checkpointer for PostgresSaver {
         let id = write.checkpoint.id.to_string();
         let expected = write.expected_head.map(|h| h.to_string());
         let parent = write.checkpoint.parent_id.map(|p| p.to_string());
+        debug_assert!(
+            write
+                .head_writes
+                .iter()
+                .all(|w| w.kind.mode() != WriteMode::InsertOrConflict),
+            "answers are stored with put_writes"
+        );
+        let w = write_columns(&write.head_writes.iter().collect::<Vec<_>>());
         let row = client
             .query_one(
                 &stmt,
@@ -585,6 +623,11 @@ impl Checkpointer for PostgresSaver {
                     &cols.2,
                     &cols.3,
                     &cols.4,
+                    &w.tasks,
+                    &w.idx,
+                    &w.kinds,
+                    &w.values,
+                    &w.upsert,
                 ],
             )
             .await
@@ -613,16 +656,16 @@ impl Checkpointer for PostgresSaver {
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError> {
         let cp = checkpoint.to_string();
-        let (resumes, others): (Vec<&PendingWrite>, Vec<&PendingWrite>) = writes
+        let client = self.client().await?;
+        let Some(answer) = writes
             .iter()
-            .partition(|w| w.kind.mode() == WriteMode::InsertOrConflict);
-        let mut client = self.client().await?;
-        if resumes.is_empty() {
+            .find(|w| w.kind.mode() == WriteMode::InsertOrConflict)
+        else {
             let stmt = client
                 .prepare_cached(&self.sql.writes)
                 .await
                 .map_err(backend)?;
-            let c = write_columns(&others);
+            let c = write_columns(&writes.iter().collect::<Vec<_>>());
             client
                 .execute(
                     &stmt,
@@ -634,26 +677,40 @@ impl Checkpointer for PostgresSaver {
                 .map_err(backend)?;
             self.wrote();
             return Ok(());
-        }
-        // Answers: on the head only, each slot once, all or nothing.
-        let head_stmt = client
-            .prepare_cached(&self.sql.head_for_share)
+        };
+        let stmt = client
+            .prepare_cached(&self.sql.answer)
             .await
             .map_err(backend)?;
-        let resume_stmt = client
-            .prepare_cached(&self.sql.insert_resume)
+        let c = write_columns(&writes.iter().collect::<Vec<_>>());
+        let modes: Vec<&str> = writes
+            .iter()
+            .map(|w| match w.kind.mode() {
+                WriteMode::InsertOrConflict => "answer",
+                WriteMode::InsertIfAbsent => "insert",
+                WriteMode::Upsert => "upsert",
+            })
+            .collect();
+        let row = match client
+            .query_one(
+                &stmt,
+                &[
+                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &modes,
+                ],
+            )
             .await
-            .map_err(backend)?;
-        let writes_stmt = client
-            .prepare_cached(&self.sql.writes)
-            .await
-            .map_err(backend)?;
-        let tx = client.transaction().await.map_err(backend)?;
-        let head: Option<String> = tx
-            .query_opt(&head_stmt, &[&thread, &ns])
-            .await
-            .map_err(backend)?
-            .map(|r| r.get(0));
+        {
+            Ok(row) => row,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(CheckpointError::WriteConflict {
+                    thread: thread.to_owned(),
+                    task: answer.task_id,
+                    idx: answer.idx,
+                });
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        let head: Option<String> = row.get(0);
         if head.as_deref() != Some(cp.as_str()) {
             return Err(CheckpointError::Conflict {
                 thread: thread.to_owned(),
@@ -662,34 +719,6 @@ impl Checkpointer for PostgresSaver {
                 actual: head.map(|h| parse_id(thread, "the head", &h)).transpose()?,
             });
         }
-        let r = write_columns(&resumes);
-        let inserted = tx
-            .execute(
-                &resume_stmt,
-                &[&thread, &ns, &cp, &r.tasks, &r.idx, &r.kinds, &r.values],
-            )
-            .await
-            .map_err(backend)?;
-        if inserted as usize != resumes.len() {
-            let taken = resumes[0];
-            return Err(CheckpointError::WriteConflict {
-                thread: thread.to_owned(),
-                task: taken.task_id,
-                idx: taken.idx,
-            });
-        }
-        if !others.is_empty() {
-            let c = write_columns(&others);
-            tx.execute(
-                &writes_stmt,
-                &[
-                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &c.upsert,
-                ],
-            )
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
         self.wrote();
         Ok(())
     }

@@ -445,6 +445,9 @@ impl Checkpointer for SqliteSaver {
                 .map_err(backend)?;
             }
         }
+        if let Some(head) = write.expected_head {
+            insert_writes(&tx, &write.thread, &write.ns, head, &write.head_writes)?;
+        }
         tx.prepare_cached(
             "INSERT INTO hitl_heads (thread, ns, head) VALUES (?1, ?2, ?3)
              ON CONFLICT (thread, ns) DO UPDATE SET head = excluded.head",
@@ -480,40 +483,7 @@ impl Checkpointer for SqliteSaver {
                 });
             }
         }
-        let cp = checkpoint.to_string();
-        for w in &writes {
-            let verb = match w.kind.mode() {
-                WriteMode::InsertIfAbsent => "INSERT OR IGNORE",
-                WriteMode::Upsert => "INSERT OR REPLACE",
-                WriteMode::InsertOrConflict => "INSERT",
-            };
-            let sql = format!(
-                "{verb} INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            );
-            let result = tx.prepare_cached(&sql).map_err(backend)?.execute(params![
-                thread,
-                ns,
-                cp,
-                w.task_id.to_string(),
-                w.idx,
-                w.kind.as_str(),
-                w.value.get()
-            ]);
-            match result {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    return Err(CheckpointError::WriteConflict {
-                        thread: thread.to_owned(),
-                        task: w.task_id,
-                        idx: w.idx,
-                    });
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
+        insert_writes(&tx, thread, ns, checkpoint, &writes)?;
         tx.commit().map_err(backend)
     }
 
@@ -682,4 +652,54 @@ impl Checkpointer for SqliteSaver {
         }
         Ok(out)
     }
+}
+
+/// Inserts pending writes, each by its mode, in the caller's transaction.
+fn insert_writes(
+    tx: &rusqlite::Transaction<'_>,
+    thread: &str,
+    ns: &str,
+    checkpoint: CheckpointId,
+    writes: &[PendingWrite],
+) -> Result<(), CheckpointError> {
+    let cp = checkpoint.to_string();
+    for w in writes {
+        let sql = match w.kind.mode() {
+            WriteMode::InsertIfAbsent => {
+                "INSERT OR IGNORE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+            WriteMode::Upsert => {
+                "INSERT OR REPLACE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+            WriteMode::InsertOrConflict => {
+                "INSERT INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+        };
+        let result = tx.prepare_cached(sql).map_err(backend)?.execute(params![
+            thread,
+            ns,
+            cp,
+            w.task_id.to_string(),
+            w.idx,
+            w.kind.as_str(),
+            w.value.get()
+        ]);
+        match result {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(CheckpointError::WriteConflict {
+                    thread: thread.to_owned(),
+                    task: w.task_id,
+                    idx: w.idx,
+                });
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -27,8 +28,8 @@ use super::output::{RunOutput, RunStatus, StateSnapshot, TaskInfo};
 use super::pending::{self, Collected, CommandPayload, ErrorPayload, ResultPayload, ResumePayload};
 use super::stream::{Sink, StreamEvent, StreamMode, StreamModes, TaskOutcome};
 use crate::checkpoint::{
-    Checkpoint, CheckpointSource, CheckpointWrite, Checkpointer, InMemorySaver, StepBlobs,
-    StoredCheckpoint, TaskSpec, WriteKind, materialize, now_ms,
+    Checkpoint, CheckpointSource, CheckpointWrite, Checkpointer, InMemorySaver, PendingWrite,
+    StepBlobs, StoredCheckpoint, TaskSpec, WriteKind, materialize, now_ms,
 };
 use crate::error::{BoxError, CheckpointError, NodeError, ResumeError, RunError};
 use crate::graph::{CompiledGraph, GraphInner, Target, resolve_gotos};
@@ -555,7 +556,8 @@ impl<S: State> Runner<S> {
             collected: Collected::default(),
             created_here: true,
         };
-        self.put(&current, new_blobs, parent.map(|p| p.id)).await?;
+        self.put(&current, new_blobs, parent.map(|p| p.id), Vec::new())
+            .await?;
         Ok(current)
     }
 
@@ -564,6 +566,7 @@ impl<S: State> Runner<S> {
         current: &Current<S>,
         blobs: Vec<crate::checkpoint::Blob>,
         expected_head: Option<CheckpointId>,
+        head_writes: Vec<PendingWrite>,
     ) -> Result<(), RunError> {
         self.saver
             .put(CheckpointWrite {
@@ -572,6 +575,7 @@ impl<S: State> Runner<S> {
                 checkpoint: current.checkpoint.clone(),
                 blobs,
                 expected_head,
+                head_writes,
             })
             .await?;
         if self
@@ -623,7 +627,7 @@ impl<S: State> Runner<S> {
             collected: Collected::default(),
             created_here: false,
         };
-        self.put(&current, Vec::new(), Some(head.checkpoint.id))
+        self.put(&current, Vec::new(), Some(head.checkpoint.id), Vec::new())
             .await?;
         Ok(current)
     }
@@ -730,7 +734,7 @@ impl<S: State> Runner<S> {
                 return Err(RunError::RecursionLimit { limit: self.limit });
             }
             let outcomes = self.run_tasks(&current, &mut planned, shared).await;
-            let outcomes = match outcomes {
+            let (outcomes, deferred) = match outcomes {
                 Ok(o) => o,
                 Err(e) => {
                     self.remember(current.checkpoint.id, &current.state);
@@ -787,7 +791,7 @@ impl<S: State> Runner<S> {
                 return Ok(out);
             }
             let ran: Vec<usize> = planned.iter().map(|t| t.node).collect();
-            current = self.barrier(current, &planned, outcomes).await?;
+            current = self.barrier(current, &planned, outcomes, deferred).await?;
             steps += 1;
             if !current.checkpoint.next.is_empty() && ran.iter().any(|n| self.after[*n]) {
                 let planned = self.plan(&current)?;
@@ -829,9 +833,14 @@ impl<S: State> Runner<S> {
         current: &Current<S>,
         planned: &mut [Planned<S>],
         shared: &Arc<RunShared>,
-    ) -> Result<Vec<Outcome<S>>, RunError> {
+    ) -> Result<(Vec<Outcome<S>>, Vec<PendingWrite>), RunError> {
         let mut outcomes: Vec<Option<Outcome<S>>> =
             planned.iter_mut().map(|t| t.prior.take()).collect();
+        // Tasks whose node has not returned yet. The last one to finish, if it
+        // finished, leaves its result to be stored with the next checkpoint (one write
+        // instead of two); every other outcome is stored as soon as it is known.
+        let unfinished = AtomicUsize::new(outcomes.iter().filter(|o| o.is_none()).count());
+        let unfinished = &unfinished;
         // The tasks run concurrently on this run's own task: no thread hand-offs, and
         // dropping the run drops them.
         let mut running = FuturesUnordered::new();
@@ -908,16 +917,21 @@ impl<S: State> Runner<S> {
                         list,
                     ),
                 };
+                let last = unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
+                if last && matches!(outcome, Outcome::Done { .. }) {
+                    return (i, Ok((outcome, Some(write))));
+                }
                 let stored = self
                     .saver
                     .put_writes(&self.thread, &self.ns, checkpoint, vec![write])
                     .await
-                    .map(|()| outcome)
+                    .map(|()| (outcome, None))
                     .map_err(RunError::from);
                 (i, stored)
             });
         }
         let cancel = self.cfg.cancel.clone();
+        let mut deferred = Vec::new();
         loop {
             let next = match &cancel {
                 Some(token) => tokio::select! {
@@ -928,7 +942,8 @@ impl<S: State> Runner<S> {
                 None => running.next().await,
             };
             let Some((i, stored)) = next else { break };
-            let outcome = stored?;
+            let (outcome, unstored) = stored?;
+            deferred.extend(unstored);
             let task = &planned[i];
             let name = &self.graph.nodes[task.node].name;
             if let Outcome::Done { update, .. } = &outcome {
@@ -955,10 +970,27 @@ impl<S: State> Runner<S> {
             outcomes[i] = Some(outcome);
         }
         drop(running);
-        Ok(outcomes
+        let outcomes: Vec<Outcome<S>> = outcomes
             .into_iter()
             .map(|o| o.expect("every task has an outcome"))
-            .collect())
+            .collect();
+        if !deferred.is_empty() && outcomes.iter().any(|o| !matches!(o, Outcome::Done { .. })) {
+            // No checkpoint follows this step: store the result now.
+            self.store_writes(current.checkpoint.id, std::mem::take(&mut deferred))
+                .await?;
+        }
+        Ok((outcomes, deferred))
+    }
+
+    async fn store_writes(
+        &self,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<(), RunError> {
+        self.saver
+            .put_writes(&self.thread, &self.ns, checkpoint, writes)
+            .await
+            .map_err(RunError::from)
     }
 
     /// Applies a finished superstep and writes the next checkpoint.
@@ -967,7 +999,33 @@ impl<S: State> Runner<S> {
         current: Current<S>,
         planned: &[Planned<S>],
         outcomes: Vec<Outcome<S>>,
+        head_writes: Vec<PendingWrite>,
     ) -> Result<Current<S>, RunError> {
+        let parent = current.checkpoint.id;
+        let (current, blobs) = match self.apply_step(current, planned, outcomes) {
+            Ok(next) => next,
+            Err(e) => {
+                // The step's results stay stored, so they are not computed again.
+                if !head_writes.is_empty() {
+                    self.store_writes(parent, head_writes).await?;
+                }
+                return Err(e);
+            }
+        };
+        self.put(&current, blobs, Some(parent), head_writes).await?;
+        self.emit(StreamMode::Values, || StreamEvent::Values {
+            values: current.state.clone(),
+        });
+        Ok(current)
+    }
+
+    /// Applies a finished superstep: the next checkpoint and its new blobs.
+    fn apply_step(
+        &self,
+        current: Current<S>,
+        planned: &[Planned<S>],
+        outcomes: Vec<Outcome<S>>,
+    ) -> Result<(Current<S>, Vec<crate::checkpoint::Blob>), RunError> {
         let Current {
             checkpoint: parent,
             mut state,
@@ -1061,11 +1119,7 @@ impl<S: State> Runner<S> {
             collected: Collected::default(),
             created_here: true,
         };
-        self.put(&current, new_blobs, Some(parent.id)).await?;
-        self.emit(StreamMode::Values, || StreamEvent::Values {
-            values: current.state.clone(),
-        });
-        Ok(current)
+        Ok((current, new_blobs))
     }
 }
 
@@ -1527,7 +1581,9 @@ pub(crate) async fn update_state<S: State>(
         collected: Collected::default(),
         created_here: true,
     };
-    runner.put(&current, new_blobs, Some(head_id)).await?;
+    runner
+        .put(&current, new_blobs, Some(head_id), Vec::new())
+        .await?;
     runner.saver.flush().await?;
     runner.remember(current.checkpoint.id, &current.state);
     Ok(RunConfig::thread(thread.to_string()).at_checkpoint(current.checkpoint.id))
