@@ -89,7 +89,7 @@ def main():
                 continue
             cm = [r["cycle_ms"]["median"] for r in rs]
             w(
-                f"| {b} | {s} | {med([r['cycles_per_s'] for r in rs]):.0f} | {fmt_ms(med(cm))} ({spread(cm)}) "
+                f"| {b} | {s} | {med([r['cycles_per_s'] for r in rs]):.0f} | {fmt_ms(med(cm))} ({fmt_ms(min(cm))} to {fmt_ms(max(cm))}) "
                 f"| {fmt_ms(med([r['cycle_ms']['p99'] for r in rs]))} "
                 f"| {fmt_ms(med([r['interrupt_ms']['median'] for r in rs]))} "
                 f"| {fmt_ms(med([r['resume_ms']['median'] for r in rs]))} "
