@@ -47,7 +47,7 @@ pub use error::{
 };
 pub use graph::{
     CompileBuilder, CompiledGraph, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput,
-    ResumeValidator, Route, START, Send, Start, StateGraph,
+    ResumeKind, ResumeValidator, Route, START, Send, Start, StateGraph,
 };
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt};

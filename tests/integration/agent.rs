@@ -932,3 +932,66 @@ async fn per_call_mode_has_the_same_texts() {
         "User rejected the tool call for `delete_file` with reason: not now"
     );
 }
+
+#[tokio::test]
+async fn the_review_schema_is_derived_from_the_stored_request_not_stored_with_it() {
+    let saver = InMemorySaver::new();
+    let build = || {
+        create_agent(ScriptedModel::turns([
+            turn(vec![
+                call("send_email", email("alice"), "c1"),
+                call("delete_file", json!({"path": "a"}), "c2"),
+            ]),
+            Message::assistant("Done."),
+        ]))
+        .tools(tools![send_email, delete_file, read_file, ask_user])
+        .middleware(HumanInTheLoop::from_tools())
+        .checkpointer(saver.clone())
+        .build()
+        .unwrap()
+    };
+    let ran = Ran::default();
+    let cfg = cfg("derived", &ran);
+    let out = build().invoke(Message::user("go"), &cfg).await.unwrap();
+    let published = out.interrupts[0].resume_schema.clone().unwrap();
+    assert_eq!(
+        published["properties"]["decisions"]["maxItems"], 2,
+        "one decision per reviewed call"
+    );
+    // The stored record leaves the schema out...
+    let stored = hitl_runtime::Checkpointer::get(&saver, "derived", "", None, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let record = stored
+        .writes
+        .iter()
+        .find(|w| w.kind == WriteKind::Interrupt)
+        .unwrap();
+    assert!(!record.value.get().contains("resume_schema"));
+    // ...and whoever reads it (here a new agent on the same storage) gets it back.
+    let fresh = build();
+    let state = fresh.get_state(&cfg).await.unwrap();
+    assert_eq!(
+        state.interrupts[0].resume_schema.as_deref(),
+        Some(&*published)
+    );
+    // The derived schema's rules still hold: two decisions, in order, allowed ones.
+    let err = fresh
+        .invoke(
+            Command::resume(json!({"decisions": [{"type": "approve"}]})),
+            &cfg,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Resume(_)), "{err}");
+    let out = fresh
+        .invoke(
+            Command::resume(json!({"decisions": [{"type": "approve"}, {"type": "reject"}]})),
+            &cfg,
+        )
+        .await
+        .unwrap();
+    assert!(out.is_done());
+    assert_eq!(ran.list(), ["send_email to=alice"]);
+}

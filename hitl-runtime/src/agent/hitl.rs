@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext};
 use super::{AgentState, AgentStateUpdate, output_text};
 use crate::error::NodeError;
-use crate::graph::ResumeValidator;
+use crate::graph::{ResumeKind, ResumeValidator};
 use crate::interrupt::InterruptRequest;
 use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
@@ -109,10 +109,8 @@ pub struct HumanInTheLoop {
     overrides: Option<PolicyMap>,
     policies: HashMap<String, InterruptPolicy>,
     schemas: HashMap<String, Arc<Value>>,
-    /// Per reviewed tool: its review config and its decision schema, built once.
-    configs: HashMap<String, (Value, Value)>,
-    /// The resume schema of each sequence of reviewed tools seen so far.
-    batched_schemas: Arc<std::sync::Mutex<HashMap<Vec<String>, Arc<Value>>>>,
+    /// Per reviewed tool: its review config and its allowed decisions, built once.
+    configs: HashMap<String, (Value, Vec<DecisionType>)>,
     description_prefix: String,
     edit_notice: Option<String>,
     mode: ReviewMode,
@@ -128,7 +126,6 @@ impl HumanInTheLoop {
             policies: HashMap::new(),
             schemas: HashMap::new(),
             configs: HashMap::new(),
-            batched_schemas: Arc::default(),
             description_prefix: "Tool execution requires approval".into(),
             edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
             mode: ReviewMode::Batched,
@@ -216,23 +213,6 @@ impl HumanInTheLoop {
         }
     }
 
-    /// The resume schema for a review of these tools, in this order (cached).
-    fn batched_schema(&self, names: Vec<String>) -> Arc<Value> {
-        let mut cache = self
-            .batched_schemas
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(schema) = cache.get(&names) {
-            return schema.clone();
-        }
-        let items: Vec<Value> = names.iter().map(|n| self.configs[n].1.clone()).collect();
-        let schema = Arc::new(batched_schema_of(items));
-        if cache.len() < 256 {
-            cache.insert(names, schema.clone());
-        }
-        schema
-    }
-
     fn edits_cleared(state: &AgentState) -> HookOutput {
         if state.edited_tool_calls.is_empty() {
             HookOutput::none()
@@ -297,6 +277,89 @@ fn decision_schema(name: &str, allowed: &[DecisionType]) -> Value {
         })
         .collect();
     json!({"oneOf": branches})
+}
+
+/// What a review offers for one call: the tool and the decisions allowed.
+type Offer = (String, Vec<DecisionType>);
+
+/// The resume schema of a review, built once per process for each sequence of offers:
+/// a batched review (one decision per offer, in order) or a per-call review (`None`:
+/// the decision alone, for the single offer).
+fn review_schema(offers: Vec<Offer>, batched: bool) -> Arc<Value> {
+    type Cache = std::sync::Mutex<HashMap<(Vec<Offer>, bool), Arc<Value>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (offers, batched);
+    if let Some(schema) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return schema.clone();
+    }
+    let decisions = key
+        .0
+        .iter()
+        .map(|(name, allowed)| decision_schema(name, allowed));
+    let schema = Arc::new(if batched {
+        batched_schema_of(decisions.collect())
+    } else {
+        decisions.into_iter().next().unwrap_or(Value::Bool(false))
+    });
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(key, schema.clone());
+    schema
+}
+
+/// The offer of a review config or a per-call request (`action_name` or `name`, and
+/// `allowed_decisions`), read from the interrupt's payload.
+fn offer_of(value: &Value, name_key: &str) -> Option<Offer> {
+    let name = value.get(name_key)?.as_str()?.to_owned();
+    let allowed = value
+        .get("allowed_decisions")?
+        .as_array()?
+        .iter()
+        .map(|d| DecisionType::deserialize(d).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((name, allowed))
+}
+
+/// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
+/// from the review configs, so it is not stored with each interrupt.
+struct BatchedKind;
+
+impl ResumeKind for BatchedKind {
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        validate_batched(payload, answer)
+    }
+
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        let offers = payload
+            .get("review_configs")?
+            .as_array()?
+            .iter()
+            .map(|c| offer_of(c, "action_name"))
+            .collect::<Option<Vec<_>>>()?;
+        Some(review_schema(offers, true))
+    }
+}
+
+/// Per-call reviews, likewise.
+struct PerCallKind;
+
+impl ResumeKind for PerCallKind {
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        validate_per_call(payload, answer)
+    }
+
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        Some(review_schema(vec![offer_of(payload, "name")?], false))
+    }
 }
 
 fn batched_schema_of(items: Vec<Value>) -> Value {
@@ -497,8 +560,8 @@ impl Middleware for HumanInTheLoop {
 
     fn resume_validators(&self) -> Vec<(String, ResumeValidator)> {
         vec![
-            (BATCHED_KIND.into(), Arc::new(validate_batched)),
-            (PER_CALL_KIND.into(), Arc::new(validate_per_call)),
+            (BATCHED_KIND.into(), Arc::new(BatchedKind)),
+            (PER_CALL_KIND.into(), Arc::new(PerCallKind)),
         ]
     }
 
@@ -528,8 +591,7 @@ impl Middleware for HumanInTheLoop {
                     args_schema: Some((*schema).clone()),
                 })
                 .map_err(|e| e.to_string())?;
-                self.configs
-                    .insert(name.to_owned(), (config, decision_schema(name, &allowed)));
+                self.configs.insert(name.to_owned(), (config, allowed));
                 self.policies.insert(name.to_owned(), policy);
                 self.schemas.insert(name.to_owned(), schema);
             }
@@ -563,8 +625,11 @@ impl Middleware for HumanInTheLoop {
             .iter()
             .map(|(c, _)| self.configs[&c.name].0.clone())
             .collect();
-        let names: Vec<String> = reviewed.iter().map(|(c, _)| c.name.clone()).collect();
-        let schema = self.batched_schema(names);
+        let offers: Vec<Offer> = reviewed
+            .iter()
+            .map(|(c, _)| (c.name.clone(), self.configs[&c.name].1.clone()))
+            .collect();
+        let schema = review_schema(offers, true);
         let answer = cx.interrupt_with(InterruptRequest {
             value: json!({"action_requests": actions, "review_configs": configs}),
             resume_schema: Some(schema),
@@ -627,7 +692,7 @@ impl Middleware for HumanInTheLoop {
         let allowed = approval.allowed_decisions.clone();
         let answer = request.cx.interrupt_with(InterruptRequest {
             value: serde_json::to_value(&approval).map_err(ToolError::msg)?,
-            resume_schema: Some(Arc::new(decision_schema(&approval.name, &allowed))),
+            resume_schema: Some(review_schema(vec![(approval.name.clone(), allowed)], false)),
             kind: Some(PER_CALL_KIND.into()),
         })?;
         let decision: Decision = serde_json::from_value(answer).map_err(ToolError::msg)?;
@@ -731,6 +796,11 @@ mod tests {
                 .iter()
                 .map(|c| decision_schema(&c.action_name, &c.allowed_decisions))
                 .collect(),
+        );
+        assert_eq!(
+            BatchedKind.schema(&p).as_deref(),
+            Some(&schema),
+            "the schema derived from a stored payload is the one published"
         );
         let good = json!({"decisions": [{"type": "approve"}, {"type": "reject"}]});
         let bad = json!({"decisions": [{"type": "approve"}, {"type": "edit", "edited_action": {"name": "delete_file", "args": {}}}]});

@@ -16,9 +16,39 @@ use crate::run::{
 };
 use crate::state::State;
 
-/// Checks an answer beyond its JSON schema: called with the interrupt's payload
-/// ([`crate::PendingInterrupt::value`]) and the answer; returns the problems, one per line.
-pub type ResumeValidator = Arc<dyn Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync>;
+/// How the answers to one kind of interrupt ([`crate::InterruptRequest::kind`]) are
+/// checked, registered with [`CompileBuilder::resume_validator`].
+///
+/// A closure `Fn(&Value, &Value) -> Result<(), Vec<String>>` is a `ResumeKind` that
+/// only checks.
+pub trait ResumeKind: Send + Sync + 'static {
+    /// Checks an answer, given the interrupt's payload
+    /// ([`crate::PendingInterrupt::value`]); returns the problems, one per line. Runs
+    /// before the answer is stored.
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>>;
+
+    /// The JSON schema of the answers, if this kind derives it from the payload. An
+    /// interrupt whose schema is derived is stored without it (the schema is derived
+    /// again when the interrupt is read), and its answers are checked by
+    /// [`check`](Self::check) alone, which must then reject whatever the schema
+    /// rejects.
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        let _ = payload;
+        None
+    }
+}
+
+impl<F> ResumeKind for F
+where
+    F: Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
+{
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        self(payload, answer)
+    }
+}
+
+/// A shared [`ResumeKind`].
+pub type ResumeValidator = Arc<dyn ResumeKind>;
 
 /// Recently used states by (thread, namespace), valid for one checkpoint id.
 /// Checkpoints never change, so a state cached for a checkpoint id is that
@@ -189,15 +219,11 @@ impl<S: State> CompileBuilder<S> {
         self
     }
 
-    /// Registers a validator for interrupts raised with this `kind`
-    /// ([`crate::InterruptRequest::kind`]). Answers are checked by it before they are
-    /// stored; an interrupt whose kind has no validator cannot be resumed. The validator
-    /// is called with the interrupt's payload and the answer.
-    pub fn resume_validator(
-        mut self,
-        kind: impl Into<String>,
-        validator: impl Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
-    ) -> Self {
+    /// Registers how answers to interrupts raised with this `kind`
+    /// ([`crate::InterruptRequest::kind`]) are checked: a [`ResumeKind`], or a closure
+    /// called with the interrupt's payload and the answer. Answers are checked before
+    /// they are stored; an interrupt whose kind is not registered cannot be resumed.
+    pub fn resume_validator(mut self, kind: impl Into<String>, validator: impl ResumeKind) -> Self {
         self.validators.insert(kind.into(), Arc::new(validator));
         self
     }

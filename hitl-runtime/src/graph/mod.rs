@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 pub(crate) use compiled::GraphInner;
-pub use compiled::{CompileBuilder, CompiledGraph, ResumeValidator};
+pub use compiled::{CompileBuilder, CompiledGraph, ResumeKind, ResumeValidator};
 
 use crate::checkpoint::TaskSpec;
 use crate::error::{GraphError, NodeError};

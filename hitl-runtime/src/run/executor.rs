@@ -910,12 +910,9 @@ impl<S: State> Runner<S> {
                             message: message.clone(),
                         },
                     ),
-                    Outcome::Interrupted(list) => pending::write(
-                        task_id,
-                        WriteKind::INTERRUPT_IDX,
-                        WriteKind::Interrupt,
-                        list,
-                    ),
+                    Outcome::Interrupted(list) => {
+                        pending::interrupts_write(task_id, list, &self.graph.validators)
+                    }
                 };
                 let last = unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
                 if last && matches!(outcome, Outcome::Done { .. }) {
@@ -1361,8 +1358,9 @@ fn validate_resume<S: State>(
                     })?;
             let payload: Value = serde_json::from_str(view.value.get())
                 .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
-            validator(&payload, &value).map_err(invalid)?;
+            validator.check(&payload, &value).map_err(invalid)?;
         }
+        // A kind that derives the schema left it out; its check covers it.
         if let Some(schema) = view.resume_schema {
             crate::schema::validate_raw(schema, &value).map_err(invalid)?;
         }
@@ -1395,9 +1393,9 @@ pub(crate) fn snapshot_of<S: State>(
             finished_updates.push(u);
         }
         let interrupts = if is_head {
-            collected.pending_of(id)
+            collected.pending_of(id, &graph.validators)
         } else {
-            collected.raised_by(id)
+            collected.raised_by(id, &graph.validators)
         }
         .map_err(decode_err(thread, format!("the interrupts of task {id}")))?;
         tasks.push(TaskInfo {

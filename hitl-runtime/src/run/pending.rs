@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
+use crate::graph::ResumeValidator;
 use crate::ids::{InterruptId, TaskId};
 use crate::interrupt::PendingInterrupt;
 
@@ -66,9 +68,66 @@ pub(crate) struct RecordView<'a> {
     pub(crate) kind: Option<Cow<'a, str>>,
 }
 
+/// The registered interrupt kinds of a graph, by name.
+pub(crate) type Kinds = HashMap<String, ResumeValidator>;
+
+/// An interrupt as stored: without its schema when its kind derives it.
+#[derive(Serialize)]
+struct StoredInterrupt<'a> {
+    id: InterruptId,
+    value: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume_schema: Option<&'a Value>,
+    node: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    ns: &'a str,
+    task_id: TaskId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+/// The kind of an interrupt, if it is registered and derives the schema.
+fn deriving(kinds: &Kinds, kind: Option<&str>, payload: &Value) -> Option<Arc<Value>> {
+    kinds.get(kind?).and_then(|k| k.schema(payload))
+}
+
+/// The write holding the interrupts a task raised.
+pub(crate) fn interrupts_write(
+    task_id: TaskId,
+    list: &[PendingInterrupt],
+    kinds: &Kinds,
+) -> PendingWrite {
+    let stored: Vec<StoredInterrupt<'_>> = list
+        .iter()
+        .map(|i| StoredInterrupt {
+            id: i.id,
+            value: &i.value,
+            resume_schema: match deriving(kinds, i.kind.as_deref(), &i.value) {
+                Some(_) => None,
+                None => i.resume_schema.as_deref(),
+            },
+            node: &i.node,
+            ns: &i.ns,
+            task_id: i.task_id,
+            kind: i.kind.as_deref(),
+        })
+        .collect();
+    write(
+        task_id,
+        WriteKind::INTERRUPT_IDX,
+        WriteKind::Interrupt,
+        &stored,
+    )
+}
+
 impl Record {
-    pub(crate) fn decode(&self) -> Result<PendingInterrupt, serde_json::Error> {
-        serde_json::from_str(self.raw.get())
+    /// The interrupt, with its schema (derived again if its kind derives it).
+    pub(crate) fn decode(&self, kinds: &Kinds) -> Result<PendingInterrupt, serde_json::Error> {
+        let mut interrupt: PendingInterrupt = serde_json::from_str(self.raw.get())?;
+        if interrupt.resume_schema.is_none() {
+            interrupt.resume_schema = deriving(kinds, interrupt.kind.as_deref(), &interrupt.value);
+        }
+        Ok(interrupt)
     }
 
     pub(crate) fn view(&self) -> Result<RecordView<'_>, serde_json::Error> {
@@ -104,12 +163,13 @@ impl Collected {
     pub(crate) fn pending_of(
         &self,
         task: TaskId,
+        kinds: &Kinds,
     ) -> Result<Vec<PendingInterrupt>, serde_json::Error> {
         self.pending
             .iter()
             .filter(|(owner, _)| *owner == task)
             .filter_map(|(_, id)| self.record(*id))
-            .map(Record::decode)
+            .map(|r| r.decode(kinds))
             .collect()
     }
 
@@ -117,12 +177,13 @@ impl Collected {
     pub(crate) fn raised_by(
         &self,
         task: TaskId,
+        kinds: &Kinds,
     ) -> Result<Vec<PendingInterrupt>, serde_json::Error> {
         self.interrupts
             .iter()
             .filter(|(owner, _)| *owner == task)
             .flat_map(|(_, list)| list)
-            .map(Record::decode)
+            .map(|r| r.decode(kinds))
             .collect()
     }
 }
