@@ -223,6 +223,15 @@ impl HumanInTheLoop {
 }
 
 fn sorted_json(value: &Value) -> String {
+    fn is_sorted(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => {
+                o.keys().zip(o.keys().skip(1)).all(|(a, b)| a < b) && o.values().all(is_sorted)
+            }
+            Value::Array(a) => a.iter().all(is_sorted),
+            _ => true,
+        }
+    }
     fn sort(v: &Value) -> Value {
         match v {
             Value::Object(o) => {
@@ -233,6 +242,10 @@ fn sorted_json(value: &Value) -> String {
             Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
             other => other.clone(),
         }
+    }
+    if is_sorted(value) {
+        // Always the case unless serde_json's `preserve_order` is on.
+        return value.to_string();
     }
     sort(value).to_string()
 }
@@ -615,26 +628,29 @@ impl Middleware for HumanInTheLoop {
         if reviewed.is_empty() {
             return Ok(Self::edits_cleared(state));
         }
-        let actions: Vec<Value> = reviewed
-            .iter()
-            .map(|(c, p)| {
-                json!({"name": c.name, "args": c.args, "description": self.describe(c, p)})
+        // Built only the first time: a resumed run gets its answer without it.
+        let request = || {
+            let actions: Vec<Value> = reviewed
+                .iter()
+                .map(|(c, p)| {
+                    json!({"name": c.name, "args": c.args, "description": self.describe(c, p)})
+                })
+                .collect();
+            let configs: Vec<Value> = reviewed
+                .iter()
+                .map(|(c, _)| self.configs[&c.name].0.clone())
+                .collect();
+            let offers: Vec<Offer> = reviewed
+                .iter()
+                .map(|(c, _)| (c.name.clone(), self.configs[&c.name].1.clone()))
+                .collect();
+            Ok(InterruptRequest {
+                value: json!({"action_requests": actions, "review_configs": configs}),
+                resume_schema: Some(review_schema(offers, true)),
+                kind: Some(BATCHED_KIND.into()),
             })
-            .collect();
-        let configs: Vec<Value> = reviewed
-            .iter()
-            .map(|(c, _)| self.configs[&c.name].0.clone())
-            .collect();
-        let offers: Vec<Offer> = reviewed
-            .iter()
-            .map(|(c, _)| (c.name.clone(), self.configs[&c.name].1.clone()))
-            .collect();
-        let schema = review_schema(offers, true);
-        let answer = cx.interrupt_with(InterruptRequest {
-            value: json!({"action_requests": actions, "review_configs": configs}),
-            resume_schema: Some(schema),
-            kind: Some(BATCHED_KIND.into()),
-        })?;
+        };
+        let answer = cx.interrupt_lazy(request)?;
         let response: HitlResponse = serde_json::from_value(answer)?;
         let mut edits = BTreeMap::new();
         let mut synthetic = Vec::new();

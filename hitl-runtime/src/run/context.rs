@@ -167,19 +167,15 @@ impl NodeContext {
     ///
     /// The answer was checked against `I::Resume`'s JSON schema before it was stored.
     pub async fn interrupt<I: Interrupt>(&self, value: I) -> Result<I::Resume, Interrupted> {
-        let value = match serde_json::to_value(&value) {
-            Ok(v) => v,
-            Err(e) => {
-                self.fail(format!(
-                    "the interrupt payload does not serialize to JSON: {e}"
-                ));
-                return Err(Interrupted);
-            }
-        };
-        let answer = self.interrupt_with(InterruptRequest {
-            value,
-            resume_schema: I::resume_schema(),
-            kind: None,
+        // The payload is serialized only when there is no answer yet.
+        let answer = self.interrupt_lazy(|| {
+            Ok(InterruptRequest {
+                value: serde_json::to_value(&value).map_err(|e| {
+                    format!("the interrupt payload does not serialize to JSON: {e}")
+                })?,
+                resume_schema: I::resume_schema(),
+                kind: None,
+            })
         })?;
         match serde_json::from_value(answer) {
             Ok(v) => Ok(v),
@@ -197,6 +193,16 @@ impl NodeContext {
     /// [`interrupt`](Self::interrupt) with an explicit payload, schema and validator
     /// kind; returns the raw JSON answer.
     pub fn interrupt_with(&self, request: InterruptRequest) -> Result<Value, Interrupted> {
+        self.interrupt_lazy(|| Ok(request))
+    }
+
+    /// [`interrupt_with`](Self::interrupt_with), building the request only when there
+    /// is no answer yet (a resumed task gets its answer without building it again). A
+    /// build error fails the task with that message.
+    pub(crate) fn interrupt_lazy(
+        &self,
+        build: impl FnOnce() -> Result<InterruptRequest, String>,
+    ) -> Result<Value, Interrupted> {
         let mut st = self.lock();
         let ordinal = st.next_ordinal;
         st.next_ordinal += 1;
@@ -208,6 +214,13 @@ impl NodeContext {
         if let Some(answer) = self.task.run.answers.get(&id) {
             return Ok(answer.clone());
         }
+        let request = match build() {
+            Ok(request) => request,
+            Err(message) => {
+                st.failure.get_or_insert(message);
+                return Err(Interrupted);
+            }
+        };
         st.raised.push(PendingInterrupt {
             id,
             value: request.value,

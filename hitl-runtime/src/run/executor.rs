@@ -757,10 +757,11 @@ impl<S: State> Runner<S> {
                     source,
                 });
             }
+            let mut outcomes = outcomes;
             let interrupts: Vec<PendingInterrupt> = outcomes
-                .iter()
+                .iter_mut()
                 .filter_map(|o| match o {
-                    Outcome::Interrupted(list) => Some(list.iter().cloned()),
+                    Outcome::Interrupted(list) => Some(std::mem::take(list)),
                     _ => None,
                 })
                 .flatten()
