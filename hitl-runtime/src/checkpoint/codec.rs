@@ -1,5 +1,7 @@
 //! Turning states into blobs and back, including delta chains.
 
+use std::sync::Arc;
+
 use serde_json::value::RawValue;
 
 use super::{Blob, BlobKind, ChannelVersion, Checkpoint, DeltaChain, StoredCheckpoint};
@@ -36,7 +38,7 @@ pub(crate) fn materialize<S: State>(
             let blob = stored
                 .blobs
                 .iter()
-                .find(|b| b.channel == spec.name && b.version == version)
+                .find(|b| &*b.channel == spec.name && b.version == version)
                 .ok_or_else(|| CheckpointError::Corrupt {
                     thread: thread.to_owned(),
                     message: format!(
@@ -124,6 +126,9 @@ impl StepBlobs {
                 versions.push(prev.clone());
                 continue;
             }
+            // The parent's name, shared; a first checkpoint allocates it.
+            let name: Arc<str> =
+                previous.map_or_else(|| Arc::from(spec.name), |p| p.channel.clone());
             let delta_data = self.deltas[index].as_ref();
             match (spec.reducer.is_delta(), previous, delta_data) {
                 (true, Some(prev), Some(delta)) if prev.delta.is_some() => {
@@ -134,13 +139,13 @@ impl StepBlobs {
                         let mut data = delta.clone();
                         data.push(']');
                         blobs.push(Blob {
-                            channel: spec.name.to_owned(),
+                            channel: name.clone(),
                             version: id,
                             kind: BlobKind::Delta { base: prev.version },
                             data: RawValue::from_string(data)?,
                         });
                         versions.push(ChannelVersion {
-                            channel: spec.name.to_owned(),
+                            channel: name.clone(),
                             version: id,
                             delta: Some(DeltaChain {
                                 delta_bytes: chain.delta_bytes + delta_len,
@@ -155,13 +160,13 @@ impl StepBlobs {
             let data = state.encode_channel(index)?;
             let bytes = data.get().len() as u64;
             blobs.push(Blob {
-                channel: spec.name.to_owned(),
+                channel: name.clone(),
                 version: id,
                 kind: BlobKind::Full,
                 data,
             });
             versions.push(ChannelVersion {
-                channel: spec.name.to_owned(),
+                channel: name.clone(),
                 version: id,
                 delta: spec.reducer.is_delta().then_some(DeltaChain {
                     snapshot: id,

@@ -198,7 +198,7 @@ pub async fn round_trip<H: Harness>(h: &H) {
         let mut blobs: Vec<(String, String)> = got
             .blobs
             .iter()
-            .map(|b| (b.channel.clone(), b.data.get().to_owned()))
+            .map(|b| (b.channel.to_string(), b.data.get().to_owned()))
             .collect();
         blobs.sort();
         assert_eq!(

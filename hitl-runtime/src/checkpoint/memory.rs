@@ -1,6 +1,6 @@
 //! The in-memory checkpointer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::value::RawValue;
@@ -27,15 +27,121 @@ pub struct InMemorySaver {
 
 #[derive(Debug, Default)]
 struct Store {
-    threads: HashMap<String, HashMap<String, Namespace>>,
+    threads: HashMap<Box<str>, Thread>,
 }
 
+/// A thread's namespaces: the root one, then subgraphs' (few, looked up by name).
+#[derive(Debug, Default)]
+struct Thread {
+    spaces: Vec<(Box<str>, Namespace)>,
+}
+
+impl Thread {
+    fn space(&self, ns: &str) -> Option<&Namespace> {
+        self.spaces.iter().find(|(n, _)| &**n == ns).map(|(_, s)| s)
+    }
+
+    fn space_mut(&mut self, ns: &str) -> Option<&mut Namespace> {
+        self.spaces
+            .iter_mut()
+            .find(|(n, _)| &**n == ns)
+            .map(|(_, s)| s)
+    }
+
+    fn space_or_new(&mut self, ns: &str) -> &mut Namespace {
+        let i = match self.spaces.iter().position(|(n, _)| &**n == ns) {
+            Some(i) => i,
+            None => {
+                self.spaces.push((ns.into(), Namespace::default()));
+                self.spaces.len() - 1
+            }
+        };
+        &mut self.spaces[i].1
+    }
+}
+
+/// One namespace, in sorted vectors: a thread holds a few entries per step, and ids
+/// and versions only grow, so new entries go at the end.
 #[derive(Debug, Default)]
 struct Namespace {
     head: Option<CheckpointId>,
-    checkpoints: BTreeMap<CheckpointId, Arc<Checkpoint>>,
-    blobs: HashMap<(String, CheckpointId), (BlobKind, Box<RawValue>)>,
-    writes: HashMap<CheckpointId, Vec<PendingWrite>>,
+    /// By checkpoint id.
+    entries: Vec<Entry>,
+    /// By (version, channel).
+    blobs: Vec<StoredBlob>,
+}
+
+/// A checkpoint and its pending writes (writes may arrive for an id not stored here).
+#[derive(Debug)]
+struct Entry {
+    id: CheckpointId,
+    checkpoint: Option<Arc<Checkpoint>>,
+    writes: Vec<PendingWrite>,
+}
+
+#[derive(Debug)]
+struct StoredBlob {
+    version: CheckpointId,
+    channel: Arc<str>,
+    kind: BlobKind,
+    data: Box<RawValue>,
+}
+
+impl Namespace {
+    fn entry(&self, id: CheckpointId) -> Option<&Entry> {
+        self.entries
+            .binary_search_by_key(&id, |e| e.id)
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    fn entry_mut(&mut self, id: CheckpointId) -> &mut Entry {
+        let i = match self.entries.binary_search_by_key(&id, |e| e.id) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(
+                    i,
+                    Entry {
+                        id,
+                        checkpoint: None,
+                        writes: Vec::new(),
+                    },
+                );
+                i
+            }
+        };
+        &mut self.entries[i]
+    }
+
+    fn checkpoints(&self) -> impl DoubleEndedIterator<Item = &Arc<Checkpoint>> {
+        self.entries.iter().filter_map(|e| e.checkpoint.as_ref())
+    }
+
+    fn blob(&self, channel: &str, version: CheckpointId) -> Option<&StoredBlob> {
+        self.blobs
+            .binary_search_by(|b| (b.version, &*b.channel).cmp(&(version, channel)))
+            .ok()
+            .map(|i| &self.blobs[i])
+    }
+
+    /// Adds a blob unless that (channel, version) is stored already.
+    fn add_blob(&mut self, blob: Blob) {
+        let key = (blob.version, &*blob.channel);
+        if let Err(i) = self
+            .blobs
+            .binary_search_by(|b| (b.version, &*b.channel).cmp(&key))
+        {
+            self.blobs.insert(
+                i,
+                StoredBlob {
+                    version: blob.version,
+                    channel: blob.channel,
+                    kind: blob.kind,
+                    data: blob.data,
+                },
+            );
+        }
+    }
 }
 
 /// Sizes of what an [`InMemorySaver`] holds, in bytes of stored JSON.
@@ -74,18 +180,15 @@ impl InMemorySaver {
     pub fn stored_bytes(&self, thread: &str) -> StoredBytes {
         let store = self.lock();
         let mut out = StoredBytes::default();
-        if let Some(namespaces) = store.threads.get(thread) {
-            for ns in namespaces.values() {
-                for c in ns.checkpoints.values() {
-                    out.checkpoints += serde_json::to_vec(&**c).map_or(0, |v| v.len());
+        if let Some(t) = store.threads.get(thread) {
+            for (_, ns) in &t.spaces {
+                for e in &ns.entries {
+                    if let Some(c) = &e.checkpoint {
+                        out.checkpoints += serde_json::to_vec(&**c).map_or(0, |v| v.len());
+                    }
+                    out.writes += e.writes.iter().map(|w| w.value.get().len()).sum::<usize>();
                 }
-                out.blobs += ns.blobs.values().map(|(_, d)| d.get().len()).sum::<usize>();
-                out.writes += ns
-                    .writes
-                    .values()
-                    .flatten()
-                    .map(|w| w.value.get().len())
-                    .sum::<usize>();
+                out.blobs += ns.blobs.iter().map(|b| b.data.get().len()).sum::<usize>();
             }
         }
         out
@@ -101,15 +204,15 @@ impl InMemorySaver {
     #[doc(hidden)]
     pub fn corrupt_blob(&self, thread: &str, ns: &str, channel: &str, data: &str) -> bool {
         let mut store = self.lock();
-        let Some(ns) = store.threads.get_mut(thread).and_then(|t| t.get_mut(ns)) else {
+        let Some(ns) = store.threads.get_mut(thread).and_then(|t| t.space_mut(ns)) else {
             return false;
         };
         let mut hit = false;
-        for ((c, _), (_, d)) in &mut ns.blobs {
-            if c == channel
+        for b in &mut ns.blobs {
+            if &*b.channel == channel
                 && let Ok(raw) = RawValue::from_string(data.to_owned())
             {
-                *d = raw;
+                b.data = raw;
                 hit = true;
             }
         }
@@ -159,13 +262,16 @@ impl Checkpointer for InMemorySaver {
         have: Option<CheckpointId>,
     ) -> Result<Option<StoredCheckpoint>, CheckpointError> {
         let store = self.lock();
-        let Some(space) = store.threads.get(thread).and_then(|t| t.get(ns)) else {
+        let Some(space) = store.threads.get(thread).and_then(|t| t.space(ns)) else {
             return Ok(None);
         };
         let Some(id) = id.or(space.head) else {
             return Ok(None);
         };
-        let Some(checkpoint) = space.checkpoints.get(&id) else {
+        let Some((checkpoint, writes)) = space
+            .entry(id)
+            .and_then(|e| Some((e.checkpoint.as_ref()?, &e.writes)))
+        else {
             return Ok(None);
         };
         let mut blobs = Vec::new();
@@ -176,15 +282,15 @@ impl Checkpointer for InMemorySaver {
         };
         for cv in channels {
             let mut version = cv.version;
-            while let Some((kind, data)) = space.blobs.get(&(cv.channel.clone(), version)) {
+            while let Some(b) = space.blob(&cv.channel, version) {
                 blobs.push(Blob {
-                    channel: cv.channel.clone(),
+                    channel: b.channel.clone(),
                     version,
-                    kind: *kind,
-                    data: data.clone(),
+                    kind: b.kind,
+                    data: b.data.clone(),
                 });
-                match kind {
-                    BlobKind::Delta { base } => version = *base,
+                match b.kind {
+                    BlobKind::Delta { base } => version = base,
                     BlobKind::Full => break,
                 }
             }
@@ -192,7 +298,7 @@ impl Checkpointer for InMemorySaver {
         Ok(Some(StoredCheckpoint {
             checkpoint: checkpoint.clone(),
             blobs,
-            writes: space.writes.get(&id).cloned().unwrap_or_default(),
+            writes: writes.clone(),
         }))
     }
 
@@ -201,18 +307,20 @@ impl Checkpointer for InMemorySaver {
         Ok(store
             .threads
             .get(thread)
-            .and_then(|t| t.get(ns))
+            .and_then(|t| t.space(ns))
             .and_then(|n| n.head))
     }
 
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
         let mut store = self.lock();
-        let space = store
-            .threads
-            .entry(write.thread.clone())
-            .or_default()
-            .entry(write.ns.clone())
-            .or_default();
+        let space = match store.threads.get_mut(&*write.thread) {
+            Some(t) => t.space_or_new(&write.ns),
+            None => store
+                .threads
+                .entry(write.thread.as_str().into())
+                .or_default()
+                .space_or_new(&write.ns),
+        };
         if space.head != write.expected_head {
             return Err(CheckpointError::Conflict {
                 thread: write.thread,
@@ -227,17 +335,14 @@ impl Checkpointer for InMemorySaver {
         {
             merge_writes(
                 &write.thread,
-                space.writes.entry(head).or_default(),
+                &mut space.entry_mut(head).writes,
                 write.head_writes,
             )?;
         }
         for blob in write.blobs {
-            space
-                .blobs
-                .entry((blob.channel, blob.version))
-                .or_insert((blob.kind, blob.data));
+            space.add_blob(blob);
         }
-        space.checkpoints.insert(id, write.checkpoint);
+        space.entry_mut(id).checkpoint = Some(write.checkpoint);
         space.head = Some(id);
         Ok(())
     }
@@ -250,12 +355,14 @@ impl Checkpointer for InMemorySaver {
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError> {
         let mut store = self.lock();
-        let space = store
-            .threads
-            .entry(thread.to_owned())
-            .or_default()
-            .entry(ns.to_owned())
-            .or_default();
+        let space = match store.threads.get_mut(thread) {
+            Some(t) => t.space_or_new(ns),
+            None => store
+                .threads
+                .entry(thread.into())
+                .or_default()
+                .space_or_new(ns),
+        };
         if writes
             .iter()
             .any(|w| w.kind.mode() == WriteMode::InsertOrConflict)
@@ -268,7 +375,7 @@ impl Checkpointer for InMemorySaver {
                 actual: space.head,
             });
         }
-        merge_writes(thread, space.writes.entry(checkpoint).or_default(), writes)
+        merge_writes(thread, &mut space.entry_mut(checkpoint).writes, writes)
     }
 
     async fn list(
@@ -278,12 +385,11 @@ impl Checkpointer for InMemorySaver {
         filter: &ListFilter,
     ) -> Result<Vec<Checkpoint>, CheckpointError> {
         let store = self.lock();
-        let Some(space) = store.threads.get(thread).and_then(|t| t.get(ns)) else {
+        let Some(space) = store.threads.get(thread).and_then(|t| t.space(ns)) else {
             return Ok(Vec::new());
         };
         Ok(space
-            .checkpoints
-            .values()
+            .checkpoints()
             .rev()
             .filter(|c| filter.matches(c))
             .take(filter.limit.unwrap_or(usize::MAX))
@@ -298,19 +404,20 @@ impl Checkpointer for InMemorySaver {
 
     async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError> {
         let mut store = self.lock();
-        let Some(space) = store.threads.get_mut(thread).and_then(|t| t.get_mut("")) else {
+        let Some(space) = store.threads.get_mut(thread).and_then(|t| t.space_mut("")) else {
             return Ok(0);
         };
-        let all: Vec<Checkpoint> = space.checkpoints.values().map(|c| (**c).clone()).collect();
+        let all: Vec<Checkpoint> = space.checkpoints().map(|c| (**c).clone()).collect();
         let kept = prune_keep_set(&all, space.head, keep);
         let needed = needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
-            space.blobs.get(&(ch.to_owned(), v)).map(|(k, _)| *k)
+            space.blob(ch, v).map(|b| b.kind)
         });
-        let before = space.checkpoints.len();
-        space.checkpoints.retain(|id, _| kept.contains(id));
-        space.writes.retain(|id, _| kept.contains(id));
-        space.blobs.retain(|key, _| needed.contains(key));
-        Ok(before - space.checkpoints.len())
+        let before = all.len();
+        space.entries.retain(|e| kept.contains(&e.id));
+        space
+            .blobs
+            .retain(|b| needed.contains(&(b.channel.clone(), b.version)));
+        Ok(before - space.checkpoints().count())
     }
 
     async fn threads_with_pending_interrupts(
@@ -319,21 +426,21 @@ impl Checkpointer for InMemorySaver {
     ) -> Result<Vec<PendingThread>, CheckpointError> {
         let store = self.lock();
         let mut out = Vec::new();
-        for (thread, namespaces) in &store.threads {
-            let Some(space) = namespaces.get("") else {
+        for (thread, t) in &store.threads {
+            let Some(space) = t.space("") else {
                 continue;
             };
             let Some(head) = space.head else { continue };
-            let writes = space.writes.get(&head).map_or(&[][..], Vec::as_slice);
+            let writes = space.entry(head).map_or(&[][..], |e| &e.writes[..]);
             let pending =
                 unanswered_interrupts(writes).map_err(|source| CheckpointError::Decode {
-                    thread: thread.clone(),
+                    thread: thread.to_string(),
                     what: format!("pending writes of checkpoint {head}"),
                     source,
                 })?;
             if !pending.is_empty() {
                 out.push(PendingThread {
-                    thread: thread.clone(),
+                    thread: thread.to_string(),
                     checkpoint: head,
                     interrupts: pending,
                 });

@@ -28,7 +28,6 @@ mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,7 +65,7 @@ pub enum CheckpointSource {
 pub struct ChannelVersion {
     /// The channel's name.
     #[serde(rename = "c")]
-    pub channel: String,
+    pub channel: Arc<str>,
     /// The version: the id of the checkpoint whose step last wrote the channel.
     #[serde(rename = "v")]
     pub version: CheckpointId,
@@ -93,7 +92,7 @@ pub struct DeltaChain {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// The node to run.
-    pub node: String,
+    pub node: Arc<str>,
     /// The input of a `Send` task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Box<RawValue>>,
@@ -108,7 +107,7 @@ impl PartialEq for TaskSpec {
 
 impl TaskSpec {
     /// A task triggered by an edge.
-    pub fn node(node: impl Into<String>) -> Self {
+    pub fn node(node: impl Into<Arc<str>>) -> Self {
         TaskSpec {
             node: node.into(),
             input: None,
@@ -133,14 +132,78 @@ pub struct Checkpoint {
     /// The version of every channel.
     pub channels: Vec<ChannelVersion>,
     /// For each node, the checkpoint after the last step it ran in.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub versions_seen: BTreeMap<String, CheckpointId>,
+    #[serde(default, skip_serializing_if = "VersionsSeen::is_empty")]
+    pub versions_seen: VersionsSeen,
     /// The tasks of the next superstep; empty when the run is done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next: Vec<TaskSpec>,
     /// Metadata: run config metadata plus anything the runtime adds.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// For each node, the checkpoint after the last step it ran in: a small map kept as a
+/// sorted list (a graph has few nodes, and a thread keeps one per checkpoint). Stored
+/// as a JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionsSeen(Vec<(Arc<str>, CheckpointId)>);
+
+impl VersionsSeen {
+    /// The version a node saw last.
+    pub fn get(&self, node: &str) -> Option<CheckpointId> {
+        self.0
+            .binary_search_by(|(n, _)| (**n).cmp(node))
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    /// Records the version a node saw.
+    pub fn insert(&mut self, node: Arc<str>, version: CheckpointId) {
+        match self.0.binary_search_by(|(n, _)| (**n).cmp(&*node)) {
+            Ok(i) => self.0[i].1 = version,
+            Err(i) => self.0.insert(i, (node, version)),
+        }
+    }
+
+    /// The entries, by node name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, CheckpointId)> {
+        self.0.iter().map(|(n, v)| (&**n, *v))
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no node has run.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<N: Into<Arc<str>>> FromIterator<(N, CheckpointId)> for VersionsSeen {
+    fn from_iter<I: IntoIterator<Item = (N, CheckpointId)>>(iter: I) -> Self {
+        let mut seen = VersionsSeen::default();
+        for (node, version) in iter {
+            seen.insert(node.into(), version);
+        }
+        seen
+    }
+}
+
+impl Serialize for VersionsSeen {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        serializer.collect_map(self.0.iter().map(|(n, v)| (&**n, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionsSeen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, CheckpointId>::deserialize(deserializer)?;
+        Ok(VersionsSeen(
+            map.into_iter().map(|(n, v)| (Arc::from(n), v)).collect(),
+        ))
+    }
 }
 
 impl Checkpoint {
@@ -151,7 +214,7 @@ impl Checkpoint {
 
     /// The version record of a channel.
     pub fn channel(&self, name: &str) -> Option<&ChannelVersion> {
-        self.channels.iter().find(|c| c.channel == name)
+        self.channels.iter().find(|c| &*c.channel == name)
     }
 }
 
@@ -178,7 +241,7 @@ pub enum BlobKind {
 #[derive(Debug, Clone)]
 pub struct Blob {
     /// The channel.
-    pub channel: String,
+    pub channel: Arc<str>,
     /// The version.
     pub version: CheckpointId,
     /// Whole value or delta.
@@ -447,7 +510,7 @@ pub(crate) fn prune_keep_set(
 pub(crate) fn needed_blobs<'a>(
     kept: impl IntoIterator<Item = &'a Checkpoint>,
     blob_base: impl Fn(&str, CheckpointId) -> Option<BlobKind>,
-) -> std::collections::HashSet<(String, CheckpointId)> {
+) -> std::collections::HashSet<(Arc<str>, CheckpointId)> {
     let mut needed = std::collections::HashSet::new();
     for c in kept {
         for ch in &c.channels {

@@ -489,7 +489,7 @@ fn decode_blobs(thread: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> 
                 format!("channel `{channel}` at version {version}"),
             ))?;
             Ok(Blob {
-                channel,
+                channel: channel.into(),
                 version,
                 kind,
                 data,
@@ -796,7 +796,7 @@ impl Checkpointer for PostgresSaver {
             )
             .await
             .map_err(backend)?;
-        let mut kinds: HashMap<(String, CheckpointId), BlobKind> = HashMap::new();
+        let mut kinds: HashMap<(Arc<str>, CheckpointId), BlobKind> = HashMap::new();
         for r in rows {
             let version = parse_id(thread, "a blob version", &r.get::<_, String>(1))?;
             let kind = match (
@@ -808,11 +808,11 @@ impl Checkpointer for PostgresSaver {
                 },
                 _ => BlobKind::Full,
             };
-            kinds.insert((r.get(0), version), kind);
+            kinds.insert((Arc::from(r.get::<_, &str>(0)), version), kind);
         }
-        let needed: HashSet<(String, CheckpointId)> =
+        let needed: HashSet<(Arc<str>, CheckpointId)> =
             needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
-                kinds.get(&(ch.to_owned(), v)).copied()
+                kinds.get(&(Arc::from(ch), v)).copied()
             });
         let removed: Vec<String> = all
             .iter()
@@ -822,7 +822,7 @@ impl Checkpointer for PostgresSaver {
         let (channels, versions): (Vec<String>, Vec<String>) = kinds
             .keys()
             .filter(|k| !needed.contains(*k))
-            .map(|(c, v)| (c.clone(), v.to_string()))
+            .map(|(c, v)| (c.to_string(), v.to_string()))
             .unzip();
         tx.execute(
             &format!(

@@ -331,7 +331,7 @@ fn blobs_of(
                 data,
             )?;
             out.push(Blob {
-                channel,
+                channel: channel.into(),
                 version,
                 kind,
                 data,
@@ -554,7 +554,7 @@ impl Checkpointer for SqliteSaver {
             }
         }
         let kept = prune_keep_set(&all, head, keep);
-        let mut kinds: HashMap<(String, CheckpointId), BlobKind> = HashMap::new();
+        let mut kinds: HashMap<(Arc<str>, CheckpointId), BlobKind> = HashMap::new();
         {
             let mut stmt = tx
                 .prepare("SELECT channel, version, kind, base FROM hitl_blobs WHERE thread = ?1 AND ns = ''")
@@ -578,12 +578,12 @@ impl Checkpointer for SqliteSaver {
                     },
                     _ => BlobKind::Full,
                 };
-                kinds.insert((channel, version), kind);
+                kinds.insert((channel.into(), version), kind);
             }
         }
-        let needed: HashSet<(String, CheckpointId)> =
+        let needed: HashSet<(Arc<str>, CheckpointId)> =
             needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
-                kinds.get(&(ch.to_owned(), v)).copied()
+                kinds.get(&(Arc::from(ch), v)).copied()
             });
         let mut removed = 0;
         for c in all.iter().filter(|c| !kept.contains(&c.id)) {

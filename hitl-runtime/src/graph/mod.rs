@@ -772,7 +772,7 @@ pub(crate) fn resolve_gotos<S: State>(
             });
         }
         out.push(TaskSpec {
-            node: nodes[handle.index()].name.to_string(),
+            node: nodes[handle.index()].name.clone(),
             input,
         });
     }

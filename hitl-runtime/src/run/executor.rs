@@ -81,31 +81,21 @@ fn decode_err(
     }
 }
 
-/// Encodes an update channel by channel; returns the pieces and the whole JSON object.
-fn encode_update<S: State>(u: &S::Update) -> Result<(Pieces, Box<RawValue>), serde_json::Error> {
-    let channels = S::channels();
-    let mut pieces = Vec::new();
-    let mut json = String::from("{");
-    for ch in u.written().iter() {
-        let Some(raw) = u.encode_channel(ch)? else {
-            continue;
-        };
-        if json.len() > 1 {
-            json.push(',');
+/// Encodes an update channel by channel ([`assemble`] makes the whole JSON object).
+fn encode_update<S: State>(u: &S::Update) -> Result<Pieces, serde_json::Error> {
+    let written = u.written();
+    let mut pieces = Vec::with_capacity(written.iter().count());
+    for ch in written.iter() {
+        if let Some(raw) = u.encode_channel(ch)? {
+            pieces.push((ch, raw));
         }
-        json.push('"');
-        json.push_str(channels[ch].name);
-        json.push_str("\":");
-        json.push_str(raw.get());
-        pieces.push((ch, raw));
     }
-    json.push('}');
-    Ok((pieces, RawValue::from_string(json)?))
+    Ok(pieces)
 }
 
 fn decode_update<S: State>(raw: &RawValue) -> Result<(S::Update, Pieces), serde_json::Error> {
     let update: S::Update = serde_json::from_str(raw.get())?;
-    let (pieces, _) = encode_update::<S>(&update)?;
+    let pieces = encode_update::<S>(&update)?;
     Ok((update, pieces))
 }
 
@@ -471,14 +461,12 @@ impl<S: State> Runner<S> {
             let update = match update {
                 Some(mut u) => {
                     u.prepare();
-                    Some(
-                        encode_update::<S>(&u)
-                            .map_err(|e| RunError::InvalidUpdate {
-                                writer: "command".into(),
-                                message: e.to_string(),
-                            })?
-                            .1,
-                    )
+                    Some(assemble::<S>(&encode_update::<S>(&u).map_err(|e| {
+                        RunError::InvalidUpdate {
+                            writer: "command".into(),
+                            message: e.to_string(),
+                        }
+                    })?))
                 }
                 None => None,
             };
@@ -514,7 +502,7 @@ impl<S: State> Runner<S> {
             None => (None, Arc::new(S::default())),
         };
         update.prepare();
-        let (pieces, _) = encode_update::<S>(&update).map_err(|e| RunError::InvalidUpdate {
+        let pieces = encode_update::<S>(&update).map_err(|e| RunError::InvalidUpdate {
             writer: "input".into(),
             message: e.to_string(),
         })?;
@@ -657,16 +645,19 @@ impl<S: State> Runner<S> {
         );
         let mut planned = Vec::new();
         for (position, spec) in specs.enumerate() {
-            let node = *self.graph.by_name.get(spec.node.as_str()).ok_or_else(|| {
-                CheckpointError::Corrupt {
-                    thread: self.thread.to_string(),
-                    message: format!(
-                        "checkpoint {} schedules node `{}`, which this graph does not have \
+            let node =
+                *self
+                    .graph
+                    .by_name
+                    .get(&*spec.node)
+                    .ok_or_else(|| CheckpointError::Corrupt {
+                        thread: self.thread.to_string(),
+                        message: format!(
+                            "checkpoint {} schedules node `{}`, which this graph does not have \
                          (was the graph changed since it was written?)",
-                        current.checkpoint.id, spec.node
-                    ),
-                }
-            })?;
+                            current.checkpoint.id, spec.node
+                        ),
+                    })?;
             let id = TaskId::derive(
                 current.checkpoint.id,
                 &self.ns,
@@ -1079,19 +1070,19 @@ impl<S: State> Runner<S> {
         let mut seen = parent.versions_seen.clone();
         let ran: HashSet<usize> = routes.iter().map(|(n, _)| *n).collect();
         for n in &ran {
-            seen.insert(self.graph.nodes[*n].name.to_string(), id);
+            seen.insert(self.graph.nodes[*n].name.clone(), id);
         }
         for join in &self.graph.joins {
-            let target_seen = seen.get(&*self.graph.nodes[join.target].name).copied();
+            let target_seen = seen.get(&self.graph.nodes[join.target].name);
             let ready = join.sources.iter().any(|s| ran.contains(s))
                 && join.sources.iter().all(|s| {
-                    let source_seen = seen.get(&*self.graph.nodes[*s].name).copied();
+                    let source_seen = seen.get(&self.graph.nodes[*s].name);
                     source_seen.is_some() && source_seen > target_seen
                 });
             if ready {
                 push_task(
                     &self.graph,
-                    TaskSpec::node(self.graph.nodes[join.target].name.to_string()),
+                    TaskSpec::node(self.graph.nodes[join.target].name.clone()),
                     &mut next,
                     &mut triggered,
                 );
@@ -1166,7 +1157,7 @@ fn push_task<S: State>(
     triggered: &mut HashSet<usize>,
 ) {
     if spec.input.is_none() {
-        let Some(&i) = graph.by_name.get(spec.node.as_str()) else {
+        let Some(&i) = graph.by_name.get(&*spec.node) else {
             return;
         };
         if !triggered.insert(i) {
@@ -1178,7 +1169,12 @@ fn push_task<S: State>(
 
 fn assemble<S: State>(pieces: &Pieces) -> Box<RawValue> {
     let channels = S::channels();
-    let mut json = String::from("{");
+    let len = pieces
+        .iter()
+        .map(|(ch, raw)| channels[*ch].name.len() + raw.get().len() + 4)
+        .sum::<usize>();
+    let mut json = String::with_capacity(len + 2);
+    json.push('{');
     for (ch, raw) in pieces {
         if json.len() > 1 {
             json.push(',');
@@ -1265,7 +1261,7 @@ fn settle<S: State>(
         Some(u) => {
             u.prepare();
             match encode_update::<S>(u) {
-                Ok((pieces, _)) => pieces,
+                Ok(pieces) => pieces,
                 Err(e) => {
                     return Outcome::Failed {
                         message: format!("its update does not serialize to JSON: {e}"),
@@ -1401,7 +1397,7 @@ pub(crate) fn snapshot_of<S: State>(
         .map_err(decode_err(thread, format!("the interrupts of task {id}")))?;
         tasks.push(TaskInfo {
             id,
-            name: spec.node.clone(),
+            name: spec.node.to_string(),
             error: collected.errors.get(&id).cloned(),
             interrupts,
             result: result
@@ -1523,7 +1519,7 @@ pub(crate) async fn update_state<S: State>(
     } = base;
     let mut update = update;
     update.prepare();
-    let (pieces, _) = encode_update::<S>(&update).map_err(|e| RunError::InvalidUpdate {
+    let pieces = encode_update::<S>(&update).map_err(|e| RunError::InvalidUpdate {
         writer: "update_state".into(),
         message: e.to_string(),
     })?;
@@ -1545,7 +1541,7 @@ pub(crate) async fn update_state<S: State>(
     let mut seen = parent.versions_seen.clone();
     let next = match as_node {
         Some(n) => {
-            seen.insert(graph.nodes[n].name.to_string(), id);
+            seen.insert(graph.nodes[n].name.clone(), id);
             let mut next = Vec::new();
             let mut triggered = HashSet::new();
             route_from(
