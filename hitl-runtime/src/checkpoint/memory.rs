@@ -52,6 +52,8 @@ impl Thread {
         let i = match self.spaces.iter().position(|(n, _)| &**n == ns) {
             Some(i) => i,
             None => {
+                // Usually the only one.
+                self.spaces.reserve_exact(1);
                 self.spaces.push((ns.into(), Namespace::default()));
                 self.spaces.len() - 1
             }
@@ -239,6 +241,7 @@ fn merge_writes(
             });
         }
     }
+    existing.reserve_exact(writes.len());
     for w in writes {
         match existing
             .iter_mut()

@@ -1091,6 +1091,8 @@ impl<S: State> Runner<S> {
         let (channels, new_blobs) = blobs
             .finish(Some(&parent), &*state, writes.written(), id)
             .map_err(decode_err(&self.thread, "channel values"))?;
+        // Checkpoints are kept (in memory, in history): no spare capacity.
+        next.shrink_to_fit();
         let checkpoint = Checkpoint {
             id,
             parent_id: Some(parent.id),
