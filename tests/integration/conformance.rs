@@ -67,3 +67,108 @@ mod postgres {
         );
     }
 }
+
+/// Migrations beyond the conformance suite: a database from a newer build is refused,
+/// and several processes may set up one database at once.
+mod migrations {
+    use hitl_runtime::{CheckpointError, PostgresSaver, SqliteSaver};
+
+    use crate::pg::{PgSchemas, url};
+
+    #[tokio::test]
+    async fn sqlite_refuses_a_database_from_a_newer_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newer.db");
+        drop(SqliteSaver::open(&path).await.unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO hitl_schema_migrations (version) VALUES (?1)",
+            [SqliteSaver::SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqliteSaver::open(&path).await.unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::SchemaTooNew { found, supported }
+                if found == SqliteSaver::SCHEMA_VERSION + 1 && supported == SqliteSaver::SCHEMA_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("upgrade hitl-runtime"), "{err}");
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(hitl_postgres),
+        ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres suite"
+    )]
+    async fn postgres_refuses_a_schema_from_a_newer_build() {
+        let schemas = PgSchemas::new();
+        let schema = schemas.name();
+        let saver = schemas.saver(&schema).await;
+        let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .execute(
+                &format!("INSERT INTO \"{schema}\".hitl_schema_migrations (version) VALUES ($1)"),
+                &[&(PostgresSaver::SCHEMA_VERSION + 1)],
+            )
+            .await
+            .unwrap();
+        drop(saver);
+        let err = PostgresSaver::builder(url())
+            .schema(schema.as_str())
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::SchemaTooNew { found, .. }
+                if found == PostgresSaver::SCHEMA_VERSION + 1),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(hitl_postgres),
+        ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres suite"
+    )]
+    async fn postgres_setup_from_several_processes_at_once_applies_each_migration_once() {
+        let schemas = PgSchemas::new();
+        let schema = schemas.name();
+        // Eight savers (eight pools, as eight processes would have) set up one fresh
+        // schema at the same moment.
+        let savers = futures_util::future::join_all((0..8).map(|_| schemas.saver(&schema))).await;
+        assert_eq!(savers.len(), 8);
+        let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let versions: Vec<i64> = client
+            .query(
+                &format!(
+                    "SELECT version FROM \"{schema}\".hitl_schema_migrations ORDER BY version"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=PostgresSaver::SCHEMA_VERSION).collect::<Vec<_>>()
+        );
+        // And every one of them works on it.
+        for saver in &savers {
+            assert_eq!(
+                hitl_runtime::Checkpointer::head(saver, "nobody", "")
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+    }
+}

@@ -378,6 +378,8 @@ impl PostgresSaver {
             .get(0);
         let supported = MIGRATIONS.len() as i64;
         if current > supported {
+            // Release the advisory lock now, not whenever the pool drops the connection.
+            tx.rollback().await.map_err(backend)?;
             return Err(CheckpointError::SchemaTooNew {
                 found: current,
                 supported,
