@@ -48,6 +48,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for backend in memory sqlite postgres; do
     both "$round" cycle --backend "$backend" --n "$N" --pg-url "$PG_URL"
   done
+  # hitl's other durability settings (LangGraph's are fixed: see BENCHMARKS.md).
+  run "${hitl[@]}" cycle --backend sqlite --sqlite-durability normal --n "$N"
+  run "${hitl[@]}" cycle --backend sqlite --sqlite-durability full --n "$N"
+  run "${hitl[@]}" cycle --backend postgres --pg-durability every-write --n "$N" --pg-url "$PG_URL"
   for backend in memory sqlite postgres; do
     both "$round" long --backend "$backend" --cycles "$CYCLES" --pg-url "$PG_URL"
   done

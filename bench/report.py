@@ -111,6 +111,35 @@ def main():
             w(f"| {b} | {cycle_ratio[b]:.1f}× | {med(lg) / med(hi):.1f}× |")
     w("")
 
+    # Durability.
+    w("### Durability")
+    w("")
+    w("Both systems' defaults make everything a run reported durable before it returns.")
+    w("LangGraph commits every checkpoint with SQLite's `synchronous = FULL` (Python's")
+    w("default) and Postgres' default `synchronous_commit = on`. hitl's default,")
+    w("`run-end`, commits during the run without waiting for the disk and makes all of")
+    w("it durable with one synchronous commit before the run returns (one fsync per run).")
+    w("hitl's other settings, same scenario:")
+    w("")
+    w("| backend | hitl durability | cycle median | LangGraph time / hitl time |")
+    w("|---|---|---|---|")
+    for b in ("sqlite", "postgres"):
+        lg = metric(runs, "langgraph", "cycle", b, lambda r: r["cycle_ms"]["median"])
+        rows = [("run-end (default)", None)] + sorted(
+            (k[4].removeprefix("durability "), k[4])
+            for k in runs
+            if k[0] == "hitl" and k[1] == "cycle" and k[2] == b and k[4]
+        )
+        for label, variant in rows:
+            hi = metric(runs, "hitl", "cycle", b, lambda r: r["cycle_ms"]["median"], variant=variant)
+            if hi:
+                ratio = f"{med(lg) / med(hi):.1f}×" if lg else "-"
+                w(f"| {b} | {label} | {fmt_ms(med(hi))} | {ratio} |")
+    w("")
+    w("`normal` (SQLite) survives a crash of the process but may lose the newest commits")
+    w("on a power loss; `full` and `every-write` wait for the disk at every commit.")
+    w("")
+
     # The long thread.
     w("## One long thread (cycles in a row)")
     w("")

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hitl_runtime::agent::{
     Agent, ChatModel, HumanInTheLoop, ModelError, ModelRequest, create_agent,
 };
-use hitl_runtime::checkpoint::{ListFilter, PgDurability};
+use hitl_runtime::checkpoint::{ListFilter, PgDurability, SqliteDurability};
 use hitl_runtime::message::AssistantMessage;
 use hitl_runtime::{
     Checkpointer, Command, InMemorySaver, Message, PostgresSaver, RunConfig, SqliteSaver, ToolCall,
@@ -155,6 +155,11 @@ struct Storage {
     /// returns) or `every-write`.
     #[arg(long, default_value = "run-end")]
     pg_durability: String,
+    /// SQLite durability: `run-end` (writes reach the disk before each run returns),
+    /// `normal` (survives a crash of the process, not a power loss) or `full` (every
+    /// commit waits for the disk).
+    #[arg(long, default_value = "run-end")]
+    sqlite_durability: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +208,21 @@ enum Scenario {
     Smoke,
 }
 
+impl Storage {
+    /// A non-default durability, named for the report (`None` for the defaults).
+    fn variant(&self) -> Option<String> {
+        match self.backend {
+            Backend::Sqlite if self.sqlite_durability != "run-end" => {
+                Some(format!("durability {}", self.sqlite_durability))
+            }
+            Backend::Postgres if self.pg_durability != "run-end" => {
+                Some(format!("durability {}", self.pg_durability))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A saver, and how to measure what it stores.
 struct Store {
     saver: Arc<dyn Checkpointer>,
@@ -243,7 +263,17 @@ async fn store(storage: &Storage, schema: Option<String>) -> Store {
                 }
             };
             Store {
-                saver: Arc::new(SqliteSaver::open(&path).await.expect("sqlite")),
+                saver: Arc::new(
+                    SqliteSaver::open_with(
+                        &path,
+                        match storage.sqlite_durability.as_str() {
+                            "full" => SqliteDurability::Full,
+                            "normal" => SqliteDurability::Normal,
+                            _ => SqliteDurability::RunEnd,
+                        },
+                    )
+                    .expect("sqlite"),
+                ),
                 memory: None,
                 sqlite: Some(path),
                 pg: None,
@@ -387,6 +417,7 @@ async fn run_cycle(storage: &Storage, n: usize) -> Value {
         "stored_bytes_per_thread": stored as f64 / n as f64,
         "rss_per_thread_bytes": rss_after.saturating_sub(rss_before) as f64 / n as f64,
         "peak_rss_bytes": peak,
+        "variant": storage.variant(),
     })
 }
 
@@ -547,6 +578,7 @@ async fn main() {
                 pg_url: std::env::var("HITL_TEST_POSTGRES_URL")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
                 pg_durability: "run-end".into(),
+                sqlite_durability: "run-end".into(),
             };
             print(&run_cycle(&storage(Backend::Memory), 3).await);
             print(&run_cycle(&storage(Backend::Sqlite), 3).await);

@@ -130,3 +130,46 @@ async fn a_thread_stored_as_deltas_reads_back_exactly() {
         assert_eq!(snapshot.values.log.len() as i64, snapshot.step + 1);
     }
 }
+
+/// How many run-end syncs a SQLite file has seen (`None`: never).
+fn syncs(path: &std::path::Path) -> Option<i64> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("SELECT n FROM hitl_flush WHERE id = 1", [], |r| r.get(0))
+        .ok()
+}
+
+#[tokio::test]
+async fn sqlite_makes_each_run_durable_once_before_it_returns() {
+    use hitl_runtime::SqliteSaver;
+    use hitl_runtime::checkpoint::SqliteDurability;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app_on = |saver: SqliteSaver| {
+        let mut g = StateGraph::<Deltas>::new();
+        let node = g.add_node("step", |_, _| async {
+            Ok(DeltasUpdate::default().log(vec!["x".into()]))
+        });
+        g.add_edge(START, node);
+        g.add_edge(node, END);
+        g.compile().checkpointer(saver).build().unwrap()
+    };
+    // The default: one synchronous commit per run that wrote something, however many
+    // checkpoints it wrote.
+    let path = dir.path().join("run-end.db");
+    let saver = SqliteSaver::open(&path).await.unwrap();
+    assert_eq!(saver.durability(), SqliteDurability::RunEnd);
+    let app = app_on(saver);
+    let cfg = RunConfig::thread("t");
+    app.invoke(Deltas::default(), &cfg).await.unwrap();
+    assert_eq!(syncs(&path), Some(1));
+    app.invoke(Deltas::default(), &cfg).await.unwrap();
+    assert_eq!(syncs(&path), Some(2));
+    // A run that writes nothing does not sync.
+    app.get_state(&cfg).await.unwrap();
+    assert_eq!(syncs(&path), Some(2));
+    // `Normal` never does.
+    let path = dir.path().join("normal.db");
+    let app = app_on(SqliteSaver::open_with(&path, SqliteDurability::Normal).unwrap());
+    app.invoke(Deltas::default(), &cfg).await.unwrap();
+    assert_eq!(syncs(&path), None);
+}

@@ -477,7 +477,7 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<PendingThread>, CheckpointError>;
 
     /// Makes everything written so far durable. A run calls it before it returns; a
-    /// saver that commits lazily (a Postgres saver with `Durability::RunEnd`) waits
+    /// saver that commits lazily (`PgDurability::RunEnd`, `SqliteDurability::RunEnd`) waits
     /// for the disk here. The default does nothing.
     async fn flush(&self) -> Result<(), CheckpointError> {
         Ok(())

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -52,15 +53,23 @@ const MIGRATIONS: &[&str] = &[
          head TEXT NOT NULL,
          PRIMARY KEY (thread, ns)
      ) WITHOUT ROWID;",
+    // 2: the row a run-end flush writes, so that its commit waits for the disk.
+    "CREATE TABLE hitl_flush (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);",
 ];
 
-/// How durable each commit is.
+/// When commits reach the disk. Every setting survives a crash of the process (WAL);
+/// they differ on a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SqliteDurability {
-    /// WAL with `synchronous = NORMAL` (the default): every commit survives a crash of
-    /// the process; the newest commits may be lost if the machine loses power.
+    /// The default: commits during a run do not wait for the disk; before `invoke`
+    /// returns, one synchronous commit makes all of them durable. What a run reports
+    /// (an interrupt, a stored answer, a result) survives a power loss; one fsync per
+    /// run.
     #[default]
+    RunEnd,
+    /// `synchronous = NORMAL` only: the newest commits may be lost if the machine
+    /// loses power, even after `invoke` returned.
     Normal,
     /// `synchronous = FULL`: every commit is on disk before it returns (an fsync each).
     Full,
@@ -80,6 +89,9 @@ pub enum SqliteDurability {
 pub struct SqliteSaver {
     conn: Arc<Mutex<Connection>>,
     location: Arc<str>,
+    durability: SqliteDurability,
+    /// Whether something was committed since the last run-end flush.
+    dirty: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SqliteSaver {
@@ -117,7 +129,7 @@ impl SqliteSaver {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     /// `":memory:"` opens a private in-memory database.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
-        Self::open_with(path, SqliteDurability::Normal)
+        Self::open_with(path, SqliteDurability::default())
     }
 
     /// Opens with a durability setting.
@@ -133,7 +145,7 @@ impl SqliteSaver {
                 .map_err(backend)?;
         }
         let sync = match durability {
-            SqliteDurability::Normal => "NORMAL",
+            SqliteDurability::RunEnd | SqliteDurability::Normal => "NORMAL",
             SqliteDurability::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", sync)
@@ -145,6 +157,12 @@ impl SqliteSaver {
         Ok(SqliteSaver {
             conn: Arc::new(Mutex::new(conn)),
             location: path.display().to_string().into(),
+            durability: if memory {
+                SqliteDurability::Normal
+            } else {
+                durability
+            },
+            dirty: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -155,6 +173,42 @@ impl SqliteSaver {
 
     /// The schema version this build writes.
     pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    /// How durable commits are.
+    pub fn durability(&self) -> SqliteDurability {
+        self.durability
+    }
+
+    fn wrote(&self) {
+        if self.durability == SqliteDurability::RunEnd {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// With [`SqliteDurability::RunEnd`], makes every commit so far durable: one commit
+    /// with `synchronous = FULL` syncs the write-ahead log, and with it every frame
+    /// committed before.
+    fn sync(&self, conn: &Connection) -> Result<(), CheckpointError> {
+        if self.durability != SqliteDurability::RunEnd || !self.dirty.swap(false, Ordering::AcqRel)
+        {
+            return Ok(());
+        }
+        let synced = (|| {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            let written = conn.execute(
+                "INSERT INTO hitl_flush (id, n) VALUES (1, 1)
+                 ON CONFLICT (id) DO UPDATE SET n = n + 1",
+                [],
+            );
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            written
+        })();
+        if let Err(e) = synced {
+            self.dirty.store(true, Ordering::Release);
+            return Err(backend(e));
+        }
+        Ok(())
+    }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn
@@ -455,7 +509,9 @@ impl Checkpointer for SqliteSaver {
         .map_err(backend)?
         .execute(params![write.thread, write.ns, id])
         .map_err(backend)?;
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        self.wrote();
+        Ok(())
     }
 
     async fn put_writes(
@@ -484,7 +540,9 @@ impl Checkpointer for SqliteSaver {
             }
         }
         insert_writes(&tx, thread, ns, checkpoint, &writes)?;
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        self.wrote();
+        Ok(())
     }
 
     async fn list(
@@ -532,7 +590,9 @@ impl Checkpointer for SqliteSaver {
             tx.execute(&format!("DELETE FROM {table} WHERE thread = ?1"), [thread])
                 .map_err(backend)?;
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        self.wrote();
+        self.sync(&conn)
     }
 
     async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError> {
@@ -608,6 +668,8 @@ impl Checkpointer for SqliteSaver {
             .map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
+        self.wrote();
+        self.sync(&conn)?;
         Ok(removed)
     }
 
@@ -651,6 +713,11 @@ impl Checkpointer for SqliteSaver {
             }
         }
         Ok(out)
+    }
+
+    async fn flush(&self) -> Result<(), CheckpointError> {
+        let conn = self.lock();
+        self.sync(&conn)
     }
 }
 
