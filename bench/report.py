@@ -237,7 +237,7 @@ def main():
     # The chart: per-cycle time against cycle number, every system and saver.
     fig, ax = plt.subplots(figsize=(9, 5))
     styles = {"langgraph": "--", "hitl": "-"}
-    for (s, scenario, b, _, _), rs in sorted(runs.items()):
+    for (s, scenario, b, _, _), rs in sorted(runs.items(), key=lambda kv: [str(k) for k in kv[0]]):
         if scenario != "long":
             continue
         n = len(rs[0]["per_cycle_ms"])
