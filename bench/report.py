@@ -102,6 +102,11 @@ def main():
         if lg and hi:
             cycle_ratio[b] = med(lg) / med(hi)
     w("")
+    w("RSS/thread is the growth of resident memory over the run divided by the number of")
+    w("threads. For hitl it includes the compiled graph's state cache (the states of the")
+    w("most recently run threads, at most 1024 by default; `state_cache(0)` turns it off),")
+    w("so with 1000 threads every finished thread's state is still cached.")
+    w("")
     w("| backend | cycle time ratio | stored bytes ratio |")
     w("|---|---|---|")
     for b in BACKENDS:
