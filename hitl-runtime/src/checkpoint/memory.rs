@@ -435,12 +435,7 @@ impl Checkpointer for InMemorySaver {
             };
             let Some(head) = space.head else { continue };
             let writes = space.entry(head).map_or(&[][..], |e| &e.writes[..]);
-            let pending =
-                unanswered_interrupts(writes).map_err(|source| CheckpointError::Decode {
-                    thread: thread.to_string(),
-                    what: format!("pending writes of checkpoint {head}"),
-                    source,
-                })?;
+            let pending = unanswered_interrupts(thread, &head, writes)?;
             if !pending.is_empty() {
                 out.push(PendingThread {
                     thread: thread.to_string(),

@@ -529,10 +529,18 @@ pub(crate) fn needed_blobs<'a>(
     needed
 }
 
-/// The unanswered interrupts among a checkpoint's writes.
+/// The unanswered interrupts among the writes of a thread's head checkpoint; writes
+/// that do not decode are a [`CheckpointError::Decode`].
 pub(crate) fn unanswered_interrupts(
+    thread: &str,
+    head: &dyn std::fmt::Display,
     writes: &[PendingWrite],
-) -> Result<Vec<InterruptId>, serde_json::Error> {
-    let records = crate::run::pending::collect(writes)?;
+) -> Result<Vec<InterruptId>, CheckpointError> {
+    let records =
+        crate::run::pending::collect(writes).map_err(|source| CheckpointError::Decode {
+            thread: thread.to_owned(),
+            what: format!("pending writes of checkpoint {head}"),
+            source,
+        })?;
     Ok(records.pending.iter().map(|(_, id)| *id).collect())
 }

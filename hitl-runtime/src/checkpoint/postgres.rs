@@ -875,10 +875,7 @@ impl Checkpointer for PostgresSaver {
                 &row.get::<_, Option<String>>(2)
                     .unwrap_or_else(|| "[]".into()),
             )?;
-            let pending = unanswered_interrupts(&writes).map_err(decode_err(
-                &thread,
-                format!("pending writes of checkpoint {head}"),
-            ))?;
+            let pending = unanswered_interrupts(&thread, &head, &writes)?;
             if !pending.is_empty() {
                 out.push(PendingThread {
                     checkpoint: parse_id(&thread, "the head", &head)?,

@@ -695,12 +695,7 @@ impl Checkpointer for SqliteSaver {
         let mut out = Vec::new();
         for (thread, head) in candidates {
             let writes = writes_of(&conn, &thread, "", &head)?;
-            let pending =
-                unanswered_interrupts(&writes).map_err(|source| CheckpointError::Decode {
-                    thread: thread.clone(),
-                    what: format!("pending writes of checkpoint {head}"),
-                    source,
-                })?;
+            let pending = unanswered_interrupts(&thread, &head, &writes)?;
             if !pending.is_empty() {
                 out.push(PendingThread {
                     checkpoint: parse_id(&thread, "the head", &head)?,
