@@ -38,7 +38,8 @@ pub enum GraphError {
     },
     /// A handle that belongs to another graph.
     #[error(
-        "an edge refers to node `{node}` of another graph; handles are only valid in the graph that created them"
+        "node handle {node} belongs to another graph; handles are only valid in the graph that \
+         created them (look one up by name with `CompiledGraph::node`)"
     )]
     ForeignNode {
         /// The node's name in its own graph.
@@ -81,13 +82,24 @@ pub enum GraphError {
         message: String,
     },
     /// A breakpoint or setting names a node the graph does not have.
-    #[error("the graph has no node named `{name}`; its nodes are: {known}")]
+    #[error(
+        "the graph has no node named `{name}`; its nodes are: {}",
+        known_list(known)
+    )]
     UnknownNode {
         /// The name asked for.
         name: String,
-        /// The graph's node names, comma separated.
-        known: String,
+        /// The graph's node names.
+        known: Vec<String>,
     },
+}
+
+fn known_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A write that the reducers reject.
@@ -185,6 +197,30 @@ pub enum CheckpointError {
     /// An error from the storage backend.
     #[error("checkpoint storage failed: {0}")]
     Backend(#[source] BoxError),
+}
+
+impl CheckpointError {
+    /// The error for stored JSON that does not decode: `what` in `thread`.
+    pub(crate) fn decoding(
+        thread: &str,
+        what: impl Into<String>,
+    ) -> impl FnOnce(serde_json::Error) -> CheckpointError {
+        let thread = thread.to_owned();
+        let what = what.into();
+        move |source| CheckpointError::Decode {
+            thread,
+            what,
+            source,
+        }
+    }
+
+    /// The error for stored data that is inconsistent.
+    pub(crate) fn corrupt(thread: &str, message: impl Into<String>) -> Self {
+        CheckpointError::Corrupt {
+            thread: thread.to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 fn ns_suffix(ns: &str) -> String {
@@ -345,13 +381,15 @@ pub enum RunError {
     /// An update the reducers reject.
     #[error(transparent)]
     Reducer(#[from] ReducerError),
-    /// A node returned an update the state type cannot decode, or similar.
-    #[error("invalid update from `{writer}`: {message}")]
+    /// An update given to the run (input, a command, `update_state`) that does not
+    /// serialize to JSON.
+    #[error("the update from `{writer}` does not serialize to JSON: {source}")]
     InvalidUpdate {
-        /// Who wrote it.
+        /// Who wrote it: `input`, `command` or `update_state`.
         writer: String,
-        /// What is wrong.
-        message: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
     },
     /// Too many supersteps in one run.
     #[error(

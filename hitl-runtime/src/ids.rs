@@ -1,4 +1,4 @@
-//! Identifiers: checkpoints, tasks and interrupts.
+//! Identifiers: nodes, checkpoints, tasks and interrupts.
 //!
 //! Checkpoint ids are UUIDv7 values (time-ordered, so lexicographic order is creation
 //! order along a branch). Task and interrupt ids are 32-hex-digit xxh3-128 hashes of
@@ -6,10 +6,53 @@
 //! always gets the same id, in any process.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xxhash_rust::xxh3::Xxh3;
+
+/// A node of a [`crate::StateGraph`], returned by [`crate::StateGraph::add_node`].
+///
+/// Edges take handles, not names, so an edge to a node that does not exist cannot be
+/// written. A handle is only valid in the graph that created it.
+pub struct NodeHandle<S> {
+    pub(crate) graph: u64,
+    pub(crate) index: u32,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S> NodeHandle<S> {
+    pub(crate) fn new(graph: u64, index: usize) -> Self {
+        NodeHandle {
+            graph,
+            index: index as u32,
+            _state: PhantomData,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+impl<S> Clone for NodeHandle<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for NodeHandle<S> {}
+impl<S> PartialEq for NodeHandle<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.graph == other.graph && self.index == other.index
+    }
+}
+impl<S> Eq for NodeHandle<S> {}
+impl<S> fmt::Debug for NodeHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeHandle({})", self.index)
+    }
+}
 
 /// The id of a checkpoint: a UUIDv7, time-ordered.
 ///
@@ -18,41 +61,17 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckpointId(u128);
 
-/// A new UUIDv7: the current time in milliseconds, then 74 bits from a per-process
-/// random stream (seeded once from the OS, advanced by a counter), so ids are unique
-/// across processes without a system call per id.
-pub(crate) fn uuid_v7() -> uuid::Uuid {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let seed = *SEED.get_or_init(|| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u64(crate::checkpoint::now_ms());
-        h.finish()
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let a = mix(seed ^ n);
-    let b = mix(a ^ seed.rotate_left(17));
-    let ms = u128::from(crate::checkpoint::now_ms()) & ((1 << 48) - 1);
-    let rand_a = u128::from(a & 0x0fff);
-    let rand_b = u128::from(b) & ((1 << 62) - 1);
-    uuid::Uuid::from_u128((ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl CheckpointId {
     /// A new id, greater than `after` if given (clocks may disagree across processes).
     pub fn new_after(after: Option<CheckpointId>) -> Self {
-        let now = uuid_v7().as_u128();
+        let now = uuid::Uuid::now_v7().as_u128();
         match after {
             Some(prev) if prev.0 >= now => CheckpointId(prev.0 + 1),
             _ => CheckpointId(now),
@@ -247,9 +266,10 @@ mod tests {
 
     #[test]
     fn generated_uuids_are_version_7_and_distinct() {
-        let a = uuid_v7();
-        let b = uuid_v7();
+        let a = CheckpointId::new_after(None);
+        let b = CheckpointId::new_after(None);
         assert_ne!(a, b);
+        let a = uuid::Uuid::from_u128(a.as_u128());
         assert_eq!(a.get_version_num(), 7);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
     }

@@ -77,3 +77,37 @@ pub struct PendingInterrupt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }
+
+/// How the answers to one kind of interrupt ([`crate::InterruptRequest::kind`]) are
+/// checked, registered with [`crate::CompileBuilder::resume_validator`].
+///
+/// A closure `Fn(&Value, &Value) -> Result<(), Vec<String>>` is a `ResumeKind` that
+/// only checks.
+pub trait ResumeKind: Send + Sync + 'static {
+    /// Checks an answer, given the interrupt's payload
+    /// ([`crate::PendingInterrupt::value`]); returns the problems, one per line. Runs
+    /// before the answer is stored.
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>>;
+
+    /// The JSON schema of the answers, if this kind derives it from the payload. An
+    /// interrupt whose schema is derived is stored without it (the schema is derived
+    /// again when the interrupt is read), and its answers are checked by
+    /// [`check`](Self::check) alone, which must then reject whatever the schema
+    /// rejects.
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        let _ = payload;
+        None
+    }
+}
+
+impl<F> ResumeKind for F
+where
+    F: Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
+{
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        self(payload, answer)
+    }
+}
+
+/// A shared [`ResumeKind`].
+pub type ResumeValidator = Arc<dyn ResumeKind>;

@@ -15,8 +15,12 @@
 #[allow(unused_extern_crates)]
 extern crate self as hitl_runtime;
 
+// Layers, each using only the ones above it:
+// ids, error → schema, state, message, interrupt → checkpoint → context → graph → run
+// → tool, policy → agent → testing.
 pub mod agent;
 pub mod checkpoint;
+mod context;
 mod error;
 mod graph;
 mod ids;
@@ -41,23 +45,24 @@ pub use checkpoint::PostgresSaver;
 #[cfg(feature = "sqlite")]
 pub use checkpoint::SqliteSaver;
 pub use checkpoint::{Checkpointer, InMemorySaver};
+pub use context::{NodeContext, RunConfig, StreamMode, StreamModes, StreamWriter};
 pub use error::{
     BoxError, CheckpointError, GraphError, Interrupted, NodeError, ReducerError, ResumeError,
     RunError,
 };
 pub use graph::{
-    CompileBuilder, CompiledGraph, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput,
-    ResumeKind, ResumeValidator, Route, START, Send, Start, StateGraph,
+    Command, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput, Route, START, SendTo,
+    Start, StateGraph,
 };
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
-pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt};
+pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt, ResumeKind, ResumeValidator};
 pub use message::{Message, ToolCall};
 pub use policy::{
     Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
 };
 pub use run::{
-    Command, Input, NodeContext, RunConfig, RunOutput, RunStatus, RunStream, StateSnapshot,
-    StreamEvent, StreamMode, StreamModes, StreamWriter, TaskInfo, TaskOutcome,
+    CompileBuilder, CompiledGraph, Input, RunOutput, RunStatus, RunStream, StateSnapshot,
+    StreamEvent, TaskInfo, TaskOutcome,
 };
 pub use schema::{schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};

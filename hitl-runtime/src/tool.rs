@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentState;
+use crate::context::NodeContext;
 use crate::error::Interrupted;
 use crate::interrupt::Interrupt;
 use crate::policy::InterruptPolicy;
-use crate::run::NodeContext;
 use crate::schema::schema_of;
 
 /// Why a tool call failed. The agent turns it into a tool message with status

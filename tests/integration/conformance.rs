@@ -1,14 +1,14 @@
 //! The checkpointer conformance suite, run against every backend.
 
 mod memory {
-    hitl_runtime::checkpointer_conformance!(hitl_runtime::checkpoint::conformance::MemoryHarness);
+    hitl_runtime::checkpointer_conformance!(hitl_runtime::testing::conformance::MemoryHarness);
 }
 
 mod sqlite {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use hitl_runtime::SqliteSaver;
-    use hitl_runtime::checkpoint::conformance::Harness;
+    use hitl_runtime::testing::conformance::Harness;
 
     /// Each saver gets a fresh file in a directory removed when the harness drops.
     pub(crate) struct SqliteFiles {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use hitl_runtime::checkpoint::WriteKind;
 use hitl_runtime::{
     Command, END, InMemorySaver, Interrupt, InterruptId, NodeContext, NodeError, ResumeError,
-    RunConfig, RunError, RunStatus, START, Send, State, StateGraph, StreamMode, schema_of,
+    RunConfig, RunError, RunStatus, START, SendTo, State, StateGraph, StreamMode, schema_of,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -680,7 +680,7 @@ async fn send_fan_out_with_two_of_five_interrupting_answered_by_id_in_one_resume
         state
             .items
             .iter()
-            .map(|i| Send::new(work, i))
+            .map(|i| SendTo::new(work, i))
             .collect::<Vec<_>>()
     });
     g.add_edge(work, END);

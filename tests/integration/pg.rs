@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hitl_runtime::PostgresSaver;
 use hitl_runtime::checkpoint::PgDurability;
-use hitl_runtime::checkpoint::conformance::Harness;
+use hitl_runtime::testing::conformance::Harness;
 
 /// The database URL (`HITL_TEST_POSTGRES_URL`).
 pub(crate) fn url() -> String {

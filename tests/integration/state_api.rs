@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use hitl_runtime::checkpoint::{CheckpointSource, ListFilter};
 use hitl_runtime::{
-    Command, CompiledGraph, END, InMemorySaver, NodeContext, RunConfig, RunStatus, START,
+    Command, CompiledGraph, END, InMemorySaver, NodeContext, RunConfig, RunError, RunStatus, START,
     StateGraph,
 };
 use serde_json::{Value, json};
@@ -68,14 +68,17 @@ async fn static_breakpoints_pause_around_nodes_and_continue_with_none() {
 }
 
 #[tokio::test]
-async fn breakpoints_can_be_set_per_run_by_name() {
+async fn breakpoints_can_be_set_per_run_with_handles() {
     let (g, _) = xyz(Arc::new([0, 0, 0].map(AtomicUsize::new)));
     let app = g
         .compile()
         .checkpointer(InMemorySaver::new())
         .build()
         .unwrap();
-    let cfg = RunConfig::thread("bp-run").interrupt_after(["x"]);
+    // The same kind of argument as at compile time: a handle (here looked up by name).
+    let x = app.node("x").unwrap();
+    assert!(app.node("nope").is_none());
+    let cfg = RunConfig::thread("bp-run").interrupt_after([x]);
     let out = app.invoke(Log::default(), &cfg).await.unwrap();
     assert_eq!(out.status, RunStatus::Breakpoint);
     assert_eq!(out.next, ["y"]);
@@ -84,17 +87,24 @@ async fn breakpoints_can_be_set_per_run_by_name() {
         .await
         .unwrap();
     assert!(out.is_done());
+    // A handle of another graph is refused before anything runs.
+    let (_, [_, other_y, _]) = xyz(Arc::new([0, 0, 0].map(AtomicUsize::new)));
     let err = app
         .invoke(
             Log::default(),
-            &RunConfig::thread("bp-bad").interrupt_before(["nope"]),
+            &RunConfig::thread("bp-bad").interrupt_before([other_y]),
         )
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the graph has no node named `nope`; its nodes are: `x`, `y`, `z`"
+        "node handle #1 belongs to another graph; handles are only valid in the graph that \
+         created them (look one up by name with `CompiledGraph::node`)"
     );
+    assert!(matches!(
+        app.get_state(&RunConfig::thread("bp-bad")).await,
+        Err(RunError::UnknownThread { .. })
+    ));
 }
 
 /// pre -> ask (interrupts) -> post

@@ -23,12 +23,12 @@ use serde_json::{Value, json};
 
 use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext};
 use super::{AgentState, AgentStateUpdate, output_text};
+use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::graph::{ResumeKind, ResumeValidator};
 use crate::interrupt::InterruptRequest;
+use crate::interrupt::{ResumeKind, ResumeValidator};
 use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
-use crate::run::NodeContext;
 use crate::tool::{ToolError, ToolSet};
 
 const BATCHED_KIND: &str = "hitl.batched";
@@ -54,7 +54,7 @@ pub struct ReviewConfig {
     pub allowed_decisions: Vec<DecisionType>,
     /// The JSON schema edited arguments must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args_schema: Option<Value>,
+    pub args_schema: Option<Arc<Value>>,
 }
 
 /// The interrupt value of a batched review: one action request and one review config
@@ -85,7 +85,7 @@ pub struct ToolApprovalRequest {
     pub allowed_decisions: Vec<DecisionType>,
     /// The JSON schema edited arguments must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args_schema: Option<Value>,
+    pub args_schema: Option<Arc<Value>>,
 }
 
 /// Batched (one interrupt per model turn) or per call.
@@ -108,9 +108,8 @@ pub const DEFAULT_EDIT_NOTICE: &str = "A human reviewer edited this tool call be
 pub struct HumanInTheLoop {
     overrides: Option<PolicyMap>,
     policies: HashMap<String, InterruptPolicy>,
-    schemas: HashMap<String, Arc<Value>>,
-    /// Per reviewed tool: its review config and its allowed decisions, built once.
-    configs: HashMap<String, (Value, Vec<DecisionType>)>,
+    /// Per reviewed tool: its review config, built once.
+    configs: HashMap<String, ReviewConfig>,
     description_prefix: String,
     edit_notice: Option<String>,
     mode: ReviewMode,
@@ -124,7 +123,6 @@ impl HumanInTheLoop {
         HumanInTheLoop {
             overrides,
             policies: HashMap::new(),
-            schemas: HashMap::new(),
             configs: HashMap::new(),
             description_prefix: "Tool execution requires approval".into(),
             edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
@@ -261,32 +259,78 @@ fn reject_text(name: &str, id: &str, message: Option<&str>) -> String {
     }
 }
 
+/// What a field of a decision holds.
+#[derive(Clone, Copy)]
+enum FieldKind {
+    /// A string.
+    Text,
+    /// `{"name": <the reviewed tool>, "args": {..}}`.
+    EditedAction,
+}
+
+/// A field a decision type takes besides `type`.
+struct Field {
+    name: &'static str,
+    required: bool,
+    kind: FieldKind,
+    /// What to say when a required field is missing.
+    missing: &'static str,
+}
+
+/// The fields of each decision type: the one source of the review's published JSON
+/// schema ([`decision_schema`]) and of the checks that run on every resume
+/// ([`check_decision`]).
+fn fields(kind: DecisionType) -> &'static [Field] {
+    const EDITED_ACTION: Field = Field {
+        name: "edited_action",
+        required: true,
+        kind: FieldKind::EditedAction,
+        missing: "an edit needs `edited_action`",
+    };
+    const REASON: Field = Field {
+        name: "message",
+        required: false,
+        kind: FieldKind::Text,
+        missing: "",
+    };
+    const RESPONSE: Field = Field {
+        name: "message",
+        required: true,
+        kind: FieldKind::Text,
+        missing: "a respond decision needs `message`, the text the model sees",
+    };
+    match kind {
+        DecisionType::Approve => &[],
+        DecisionType::Edit => &[EDITED_ACTION],
+        DecisionType::Reject => &[REASON],
+        DecisionType::Respond => &[RESPONSE],
+    }
+}
+
+/// The JSON schema of one decision about tool `name`.
 fn decision_schema(name: &str, allowed: &[DecisionType]) -> Value {
-    let object = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
     let branches: Vec<Value> = allowed
         .iter()
-        .map(|d| match d {
-            DecisionType::Approve => object(json!({"type": {"const": "approve"}}), &["type"]),
-            DecisionType::Edit => object(
-                json!({
-                    "type": {"const": "edit"},
-                    "edited_action": {
+        .map(|d| {
+            let mut properties = serde_json::Map::new();
+            properties.insert("type".into(), json!({"const": d.as_str()}));
+            let mut required = vec!["type"];
+            for field in fields(*d) {
+                let schema = match field.kind {
+                    FieldKind::Text => json!({"type": "string"}),
+                    FieldKind::EditedAction => json!({
                         "type": "object",
                         "properties": {"name": {"const": name}, "args": {"type": "object"}},
                         "required": ["name", "args"],
                         "additionalProperties": false
-                    }
-                }),
-                &["type", "edited_action"],
-            ),
-            DecisionType::Reject => object(
-                json!({"type": {"const": "reject"}, "message": {"type": "string"}}),
-                &["type"],
-            ),
-            DecisionType::Respond => object(
-                json!({"type": {"const": "respond"}, "message": {"type": "string"}}),
-                &["type", "message"],
-            ),
+                    }),
+                };
+                properties.insert(field.name.into(), schema);
+                if field.required {
+                    required.push(field.name);
+                }
+            }
+            json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
         })
         .collect();
     json!({"oneOf": branches})
@@ -329,17 +373,11 @@ fn review_schema(offers: Vec<Offer>, batched: bool) -> Arc<Value> {
     schema
 }
 
-/// The offer of a review config or a per-call request (`action_name` or `name`, and
-/// `allowed_decisions`), read from the interrupt's payload.
-fn offer_of(value: &Value, name_key: &str) -> Option<Offer> {
-    let name = value.get(name_key)?.as_str()?.to_owned();
-    let allowed = value
-        .get("allowed_decisions")?
-        .as_array()?
-        .iter()
-        .map(|d| DecisionType::deserialize(d).ok())
-        .collect::<Option<Vec<_>>>()?;
-    Some((name, allowed))
+/// What a review config offers, read without its schema.
+#[derive(Deserialize)]
+struct Offered {
+    action_name: String,
+    allowed_decisions: Vec<DecisionType>,
 }
 
 /// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
@@ -352,12 +390,16 @@ impl ResumeKind for BatchedKind {
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
-        let offers = payload
-            .get("review_configs")?
-            .as_array()?
-            .iter()
-            .map(|c| offer_of(c, "action_name"))
-            .collect::<Option<Vec<_>>>()?;
+        #[derive(Deserialize)]
+        struct Configs {
+            review_configs: Vec<Offered>,
+        }
+        let configs = Configs::deserialize(payload).ok()?;
+        let offers = configs
+            .review_configs
+            .into_iter()
+            .map(|c| (c.action_name, c.allowed_decisions))
+            .collect();
         Some(review_schema(offers, true))
     }
 }
@@ -371,7 +413,16 @@ impl ResumeKind for PerCallKind {
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
-        Some(review_schema(vec![offer_of(payload, "name")?], false))
+        #[derive(Deserialize)]
+        struct Request {
+            name: String,
+            allowed_decisions: Vec<DecisionType>,
+        }
+        let request = Request::deserialize(payload).ok()?;
+        Some(review_schema(
+            vec![(request.name, request.allowed_decisions)],
+            false,
+        ))
     }
 }
 
@@ -431,69 +482,80 @@ fn check_decision(
         )];
     }
     let mut problems = Vec::new();
-    let known: &[&str] = match kind {
-        DecisionType::Approve => &["type"],
-        DecisionType::Edit => &["type", "edited_action"],
-        DecisionType::Reject | DecisionType::Respond => &["type", "message"],
-    };
-    for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+    let fields = fields(kind);
+    for key in obj
+        .keys()
+        .filter(|k| *k != "type" && !fields.iter().any(|f| f.name == *k))
+    {
         problems.push(format!(
             "{at}: unexpected field `{key}` in a `{kind}` decision"
         ));
     }
-    match kind {
-        DecisionType::Approve => {}
-        DecisionType::Edit => match obj.get("edited_action").and_then(Value::as_object) {
-            None => problems.push(format!(
-                "{at}: an edit needs `edited_action`: {{\"name\": \"{name}\", \"args\": {{..}}}}"
+    for field in fields {
+        match (obj.get(field.name), field.kind) {
+            (None, FieldKind::EditedAction) => problems.push(format!(
+                "{at}: {}: {{\"name\": \"{name}\", \"args\": {{..}}}}",
+                field.missing
             )),
-            Some(action) => {
-                match action.get("name").and_then(Value::as_str) {
-                    None => {
-                        problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")"));
-                    }
-                    Some(other) if other != name => problems.push(format!(
-                        "{at}: an edit may not switch tools: `{name}` was edited to `{other}`"
-                    )),
-                    Some(_) => {}
-                }
-                match action.get("args") {
-                    Some(args @ Value::Object(_)) => {
-                        if let Some(schema) = args_schema
-                            && let Err(errors) = crate::schema::validate(schema, args)
-                        {
-                            problems.push(format!(
-                                "{at}: the edited arguments do not match the tool's schema: {}",
-                                errors.join("; ")
-                            ));
-                        }
-                    }
-                    _ => problems.push(format!("{at}: `edited_action` needs `args`, an object")),
-                }
-                for key in action.keys().filter(|k| *k != "name" && *k != "args") {
-                    problems.push(format!("{at}: unexpected field `{key}` in `edited_action`"));
+            (None, FieldKind::Text) if field.required => {
+                problems.push(format!("{at}: {}", field.missing));
+            }
+            (None, FieldKind::Text) => {}
+            (Some(value), FieldKind::Text) => {
+                if !value.is_string() {
+                    problems.push(format!("{at}: `{}` must be a string", field.name));
                 }
             }
-        },
-        DecisionType::Reject => {
-            if obj.get("message").is_some_and(|m| !m.is_string()) {
-                problems.push(format!("{at}: `message` must be a string"));
-            }
-        }
-        DecisionType::Respond => {
-            if !obj.get("message").is_some_and(Value::is_string) {
-                problems.push(format!(
-                    "{at}: a respond decision needs `message`, the text the model sees"
-                ));
+            (Some(value), FieldKind::EditedAction) => {
+                check_edited_action(&at, value, name, args_schema, &mut problems);
             }
         }
     }
     problems
 }
 
+/// Checks an edit's `edited_action`: the same tool, and arguments its schema accepts.
+fn check_edited_action(
+    at: &str,
+    action: &Value,
+    name: &str,
+    args_schema: Option<&Value>,
+    problems: &mut Vec<String>,
+) {
+    let Some(action) = action.as_object() else {
+        problems.push(format!(
+            "{at}: `edited_action` must be an object: {{\"name\": \"{name}\", \"args\": {{..}}}}"
+        ));
+        return;
+    };
+    match action.get("name").and_then(Value::as_str) {
+        None => problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")")),
+        Some(other) if other != name => problems.push(format!(
+            "{at}: an edit may not switch tools: `{name}` was edited to `{other}`"
+        )),
+        Some(_) => {}
+    }
+    match action.get("args") {
+        Some(args @ Value::Object(_)) => {
+            if let Some(schema) = args_schema
+                && let Err(errors) = crate::schema::validate(schema, args)
+            {
+                problems.push(format!(
+                    "{at}: the edited arguments do not match the tool's schema: {}",
+                    errors.join("; ")
+                ));
+            }
+        }
+        _ => problems.push(format!("{at}: `edited_action` needs `args`, an object")),
+    }
+    for key in action.keys().filter(|k| *k != "name" && *k != "args") {
+        problems.push(format!("{at}: unexpected field `{key}` in `edited_action`"));
+    }
+}
+
 fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
-    let malformed = || vec!["the interrupt is not a review request".to_owned()];
-    let configs = payload["review_configs"].as_array().ok_or_else(malformed)?;
+    let request = HitlRequest::deserialize(payload)
+        .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
     let Some(obj) = value.as_object() else {
         return Err(vec![format!("{shape}, got {value}")]);
@@ -509,7 +571,7 @@ fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
         .filter(|k| *k != "decisions")
         .map(|k| format!("unexpected field `{k}`: {shape}"))
         .collect();
-    let expected = configs.len();
+    let expected = request.review_configs.len();
     if decisions.len() != expected {
         problems.push(format!(
             "{} decision{} for {expected} action request{}: give exactly one decision per action request, in order",
@@ -519,20 +581,14 @@ fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
         ));
         return Err(problems);
     }
-    for (i, (decision, config)) in decisions.iter().zip(configs).enumerate() {
-        let name = config["action_name"].as_str().ok_or_else(malformed)?;
-        let allowed: Vec<DecisionType> = config["allowed_decisions"]
-            .as_array()
-            .ok_or_else(malformed)?
-            .iter()
-            .filter_map(|d| {
-                DecisionType::ALL
-                    .into_iter()
-                    .find(|t| Some(t.as_str()) == d.as_str())
-            })
-            .collect();
-        let schema = config.get("args_schema").filter(|s| !s.is_null());
-        problems.extend(check_decision(Some(i), decision, name, &allowed, schema));
+    for (i, (decision, config)) in decisions.iter().zip(&request.review_configs).enumerate() {
+        problems.extend(check_decision(
+            Some(i),
+            decision,
+            &config.action_name,
+            &config.allowed_decisions,
+            config.args_schema.as_deref(),
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -549,7 +605,7 @@ fn validate_per_call(payload: &Value, value: &Value) -> Result<(), Vec<String>> 
         value,
         &request.name,
         &request.allowed_decisions,
-        request.args_schema.as_ref(),
+        request.args_schema.as_deref(),
     );
     if problems.is_empty() {
         Ok(())
@@ -596,17 +652,13 @@ impl Middleware for HumanInTheLoop {
                 None => tool.policy(),
             };
             if let Some(policy) = policy {
-                let allowed: Vec<DecisionType> = policy.allowed().iter().collect();
-                let schema = tool.args_schema();
-                let config = serde_json::to_value(ReviewConfig {
+                let config = ReviewConfig {
                     action_name: name.to_owned(),
-                    allowed_decisions: allowed.clone(),
-                    args_schema: Some((*schema).clone()),
-                })
-                .map_err(|e| e.to_string())?;
-                self.configs.insert(name.to_owned(), (config, allowed));
+                    allowed_decisions: policy.allowed().iter().collect(),
+                    args_schema: Some(tool.args_schema()),
+                };
+                self.configs.insert(name.to_owned(), config);
                 self.policies.insert(name.to_owned(), policy);
-                self.schemas.insert(name.to_owned(), schema);
             }
         }
         Ok(())
@@ -630,22 +682,28 @@ impl Middleware for HumanInTheLoop {
         }
         // Built only the first time: a resumed run gets its answer without it.
         let request = || {
-            let actions: Vec<Value> = reviewed
+            let request = HitlRequest {
+                action_requests: reviewed
+                    .iter()
+                    .map(|(c, p)| ActionRequest {
+                        name: c.name.clone(),
+                        args: c.args.clone(),
+                        description: self.describe(c, p),
+                    })
+                    .collect(),
+                review_configs: reviewed
+                    .iter()
+                    .map(|(c, _)| self.configs[&c.name].clone())
+                    .collect(),
+            };
+            let offers: Vec<Offer> = request
+                .review_configs
                 .iter()
-                .map(|(c, p)| {
-                    json!({"name": c.name, "args": c.args, "description": self.describe(c, p)})
-                })
-                .collect();
-            let configs: Vec<Value> = reviewed
-                .iter()
-                .map(|(c, _)| self.configs[&c.name].0.clone())
-                .collect();
-            let offers: Vec<Offer> = reviewed
-                .iter()
-                .map(|(c, _)| (c.name.clone(), self.configs[&c.name].1.clone()))
+                .map(|c| (c.action_name.clone(), c.allowed_decisions.clone()))
                 .collect();
             Ok(InterruptRequest {
-                value: json!({"action_requests": actions, "review_configs": configs}),
+                value: serde_json::to_value(&request)
+                    .map_err(|e| format!("the review request does not serialize: {e}"))?,
                 resume_schema: Some(review_schema(offers, true)),
                 kind: Some(BATCHED_KIND.into()),
             })
@@ -703,7 +761,10 @@ impl Middleware for HumanInTheLoop {
             args: request.call.args.clone(),
             description: self.describe(&request.call, policy),
             allowed_decisions: policy.allowed().iter().collect(),
-            args_schema: self.schemas.get(&request.call.name).map(|s| (**s).clone()),
+            args_schema: self
+                .configs
+                .get(&request.call.name)
+                .and_then(|c| c.args_schema.clone()),
         };
         let allowed = approval.allowed_decisions.clone();
         let answer = request.cx.interrupt_with(InterruptRequest {

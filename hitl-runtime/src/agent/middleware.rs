@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::AgentState;
 use super::AgentStateUpdate;
 use super::model::{ChatModel, ModelError, ModelRequest};
+use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::graph::ResumeValidator;
+use crate::interrupt::ResumeValidator;
 use crate::message::{AssistantMessage, ToolCall};
-use crate::run::NodeContext;
 use crate::tool::{DynTool, ToolContext, ToolError, ToolSet};
 
 /// Which node hooks a middleware has.

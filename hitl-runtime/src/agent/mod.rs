@@ -49,11 +49,14 @@ pub use openai::OpenAiModel;
 pub use retry::{Backoff, ModelRetry, ToolRetry};
 
 use crate::checkpoint::Checkpointer;
+use crate::context::NodeContext;
 use crate::error::{GraphError, NodeError};
-use crate::graph::{CompiledGraph, END, Goto, NodeHandle, NodeOutput, START, Send, StateGraph};
+use crate::graph::Command;
+use crate::graph::{END, Goto, NodeHandle, NodeOutput, START, SendTo, StateGraph};
 use crate::message::{AssistantMessage, Content, Message, ToolCall, ToolMessage, ToolStatus};
 use crate::policy::Action;
-use crate::run::{Command, Input, NodeContext};
+use crate::run::CompiledGraph;
+use crate::run::Input;
 use crate::tool::{ToolError, ToolSet, ToolSpec};
 
 /// The state of an agent: the conversation, and what middleware keeps between steps.
@@ -338,11 +341,7 @@ fn node_by_name(
         .map(|i| every[i])
         .ok_or_else(|| GraphError::UnknownNode {
             name: name.into(),
-            known: names
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: names.iter().map(ToString::to_string).collect(),
         })
 }
 
@@ -482,7 +481,7 @@ fn route_after_model(
         .iter()
         .filter(|c| !answered.contains(c.id.as_deref().unwrap_or("")))
         .map(|c| {
-            Goto::Send(Send::new(
+            Goto::Send(SendTo::new(
                 wiring.tools,
                 &ToolTask {
                     call: c.clone(),
@@ -602,11 +601,11 @@ async fn run_model(
     };
     let mut ai = next.run(request).await?;
     if ai.id.is_none() {
-        ai.id = Some(crate::ids::uuid_v7().to_string());
+        ai.id = Some(uuid::Uuid::now_v7().to_string());
     }
     for call in &mut ai.tool_calls {
         if call.id.as_deref().is_none_or(str::is_empty) {
-            call.id = Some(format!("call_{}", crate::ids::uuid_v7().simple()));
+            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
         }
     }
     let messages = vec![Message::Assistant(ai)];

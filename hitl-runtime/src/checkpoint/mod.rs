@@ -20,13 +20,13 @@
 
 mod codec;
 mod memory;
+pub(crate) mod pending;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-
-#[cfg(feature = "test-util")]
-pub mod conformance;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -216,12 +216,6 @@ impl Checkpoint {
     pub fn channel(&self, name: &str) -> Option<&ChannelVersion> {
         self.channels.iter().find(|c| &*c.channel == name)
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How a blob's data relates to the channel value.
@@ -418,7 +412,7 @@ pub struct PendingThread {
 
 /// Where threads are stored. Implemented by [`InMemorySaver`], `SqliteSaver` and
 /// `PostgresSaver`; every implementation passes the same conformance suite
-/// (`hitl_runtime::checkpoint::conformance`, feature `test-util`).
+/// (`hitl_runtime::testing::conformance`, feature `test-util`).
 #[async_trait::async_trait]
 pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
     /// A checkpoint (the head if `id` is `None`) with its blobs and pending writes.
@@ -536,11 +530,9 @@ pub(crate) fn unanswered_interrupts(
     head: &dyn std::fmt::Display,
     writes: &[PendingWrite],
 ) -> Result<Vec<InterruptId>, CheckpointError> {
-    let records =
-        crate::run::pending::collect(writes).map_err(|source| CheckpointError::Decode {
-            thread: thread.to_owned(),
-            what: format!("pending writes of checkpoint {head}"),
-            source,
-        })?;
+    let records = pending::collect(writes).map_err(CheckpointError::decoding(
+        thread,
+        format!("pending writes of checkpoint {head}"),
+    ))?;
     Ok(records.pending.iter().map(|(_, id)| *id).collect())
 }

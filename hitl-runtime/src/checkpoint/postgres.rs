@@ -8,17 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::rows::{blob_row, decode_checkpoint, inbox, parse_id, write_row};
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
-    PendingWrite, Prune, StoredCheckpoint, WriteKind, WriteMode, needed_blobs, prune_keep_set,
-    unanswered_interrupts,
+    PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
 };
 use crate::error::{BoxError, CheckpointError};
-use crate::ids::{CheckpointId, TaskId};
+use crate::ids::CheckpointId;
 
 /// When writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,18 +65,6 @@ impl fmt::Debug for PostgresSaver {
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
     CheckpointError::Backend(Box::new(e) as BoxError)
-}
-
-fn corrupt(thread: &str, message: String) -> CheckpointError {
-    CheckpointError::Corrupt {
-        thread: thread.to_owned(),
-        message,
-    }
-}
-
-fn parse_id(thread: &str, what: &str, s: &str) -> Result<CheckpointId, CheckpointError> {
-    s.parse()
-        .map_err(|_| corrupt(thread, format!("{what} `{s}` is not a checkpoint id")))
 }
 
 /// Versioned migrations; `{s}` is the schema. The index + 1 is the version.
@@ -424,78 +411,22 @@ impl PostgresSaver {
     }
 }
 
-fn decode_checkpoint(thread: &str, record: &str) -> Result<Checkpoint, CheckpointError> {
-    serde_json::from_str(record).map_err(|source| CheckpointError::Decode {
-        thread: thread.to_owned(),
-        what: "a checkpoint record".into(),
-        source,
-    })
-}
-
-fn decode_err(thread: &str, what: String) -> impl FnOnce(serde_json::Error) -> CheckpointError {
-    let thread = thread.to_owned();
-    move |source| CheckpointError::Decode {
-        thread,
-        what,
-        source,
-    }
-}
-
 /// Rows aggregated as `[[task, idx, kind, value], ..]`.
 fn decode_writes(thread: &str, json: &str) -> Result<Vec<PendingWrite>, CheckpointError> {
     let rows: Vec<(String, i32, String, String)> =
-        serde_json::from_str(json).map_err(decode_err(thread, "pending writes".into()))?;
+        serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "pending writes"))?;
     rows.into_iter()
-        .map(|(task, idx, kind, value)| {
-            let task_id: TaskId = task
-                .parse()
-                .map_err(|_| corrupt(thread, format!("pending write with task id `{task}`")))?;
-            let kind = WriteKind::parse(&kind).ok_or_else(|| {
-                corrupt(thread, format!("pending write of unknown kind `{kind}`"))
-            })?;
-            let value = RawValue::from_string(value).map_err(decode_err(
-                thread,
-                format!("a pending write of task {task_id}"),
-            ))?;
-            Ok(PendingWrite {
-                task_id,
-                idx,
-                kind,
-                value,
-            })
-        })
+        .map(|(task, idx, kind, value)| write_row(thread, &task, idx, &kind, value))
         .collect()
 }
 
 /// Rows aggregated as `[[channel, version, kind, base, data], ..]`.
 fn decode_blobs(thread: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> {
     let rows: Vec<(String, String, String, Option<String>, String)> =
-        serde_json::from_str(json).map_err(decode_err(thread, "blobs".into()))?;
+        serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "blobs"))?;
     rows.into_iter()
         .map(|(channel, version, kind, base, data)| {
-            let version = parse_id(thread, "a blob version", &version)?;
-            let kind = match (kind.as_str(), base) {
-                ("full", _) => BlobKind::Full,
-                ("delta", Some(b)) => BlobKind::Delta {
-                    base: parse_id(thread, "a delta base", &b)?,
-                },
-                (other, _) => {
-                    return Err(corrupt(
-                        thread,
-                        format!("blob of channel `{channel}` has kind `{other}`"),
-                    ));
-                }
-            };
-            let data = RawValue::from_string(data).map_err(decode_err(
-                thread,
-                format!("channel `{channel}` at version {version}"),
-            ))?;
-            Ok(Blob {
-                channel: channel.into(),
-                version,
-                kind,
-                data,
-            })
+            blob_row(thread, channel, &version, &kind, base.as_deref(), data)
         })
         .collect()
 }
@@ -570,8 +501,9 @@ impl Checkpointer for PostgresSaver {
     }
 
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
-        let record = serde_json::to_string(&*write.checkpoint)
-            .map_err(decode_err(&write.thread, "a checkpoint record".into()))?;
+        let record = serde_json::to_string(&*write.checkpoint).map_err(
+            CheckpointError::decoding(&write.thread, "a checkpoint record"),
+        )?;
         let mut cols: (
             Vec<&str>,
             Vec<String>,
@@ -866,28 +798,19 @@ impl Checkpointer for PostgresSaver {
             .await
             .map_err(backend)?;
         let rows = client.query(&stmt, &[]).await.map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let thread: String = row.get(0);
-            let head: String = row.get(1);
-            let writes = decode_writes(
-                &thread,
-                &row.get::<_, Option<String>>(2)
-                    .unwrap_or_else(|| "[]".into()),
-            )?;
-            let pending = unanswered_interrupts(&thread, &head, &writes)?;
-            if !pending.is_empty() {
-                out.push(PendingThread {
-                    checkpoint: parse_id(&thread, "the head", &head)?,
-                    thread,
-                    interrupts: pending,
-                });
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        inbox(
+            rows.into_iter().map(|row| {
+                let thread: String = row.get(0);
+                let head: String = row.get(1);
+                let writes = decode_writes(
+                    &thread,
+                    &row.get::<_, Option<String>>(2)
+                        .unwrap_or_else(|| "[]".into()),
+                )?;
+                Ok((thread, head, writes))
+            }),
+            limit,
+        )
     }
 
     async fn flush(&self) -> Result<(), CheckpointError> {

@@ -6,15 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::value::RawValue;
 
+use super::rows::{blob_row, decode_checkpoint, inbox, parse_id, write_row};
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
-    PendingWrite, Prune, StoredCheckpoint, WriteKind, WriteMode, needed_blobs, prune_keep_set,
-    unanswered_interrupts,
+    PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
 };
 use crate::error::CheckpointError;
-use crate::ids::{CheckpointId, TaskId};
+use crate::ids::CheckpointId;
 
 /// Versioned schema migrations, applied in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -104,25 +103,6 @@ impl std::fmt::Debug for SqliteSaver {
 
 fn backend(e: rusqlite::Error) -> CheckpointError {
     CheckpointError::Backend(Box::new(e))
-}
-
-fn parse_id(thread: &str, what: &str, s: &str) -> Result<CheckpointId, CheckpointError> {
-    s.parse().map_err(|_| CheckpointError::Corrupt {
-        thread: thread.to_owned(),
-        message: format!("{what} `{s}` is not a checkpoint id"),
-    })
-}
-
-fn raw(
-    thread: &str,
-    what: impl Fn() -> String,
-    text: String,
-) -> Result<Box<RawValue>, CheckpointError> {
-    RawValue::from_string(text).map_err(|source| CheckpointError::Decode {
-        thread: thread.to_owned(),
-        what: what(),
-        source,
-    })
 }
 
 impl SqliteSaver {
@@ -282,14 +262,6 @@ fn head_of(
     head.map(|h| parse_id(thread, "the head", &h)).transpose()
 }
 
-fn decode_checkpoint(thread: &str, record: &str) -> Result<Checkpoint, CheckpointError> {
-    serde_json::from_str(record).map_err(|source| CheckpointError::Decode {
-        thread: thread.to_owned(),
-        what: "a checkpoint record".into(),
-        source,
-    })
-}
-
 fn writes_of(
     conn: &Connection,
     thread: &str,
@@ -315,24 +287,7 @@ fn writes_of(
     let mut out = Vec::new();
     for row in rows {
         let (task, idx, kind, value) = row.map_err(backend)?;
-        let task_id: TaskId = task.parse().map_err(|_| CheckpointError::Corrupt {
-            thread: thread.to_owned(),
-            message: format!("pending write with task id `{task}`"),
-        })?;
-        let kind = WriteKind::parse(&kind).ok_or_else(|| CheckpointError::Corrupt {
-            thread: thread.to_owned(),
-            message: format!("pending write of unknown kind `{kind}`"),
-        })?;
-        out.push(PendingWrite {
-            task_id,
-            idx,
-            kind,
-            value: raw(
-                thread,
-                || format!("a pending write of task {task_id}"),
-                value,
-            )?,
-        });
+        out.push(write_row(thread, &task, idx, &kind, value)?);
     }
     Ok(out)
 }
@@ -366,30 +321,14 @@ fn blobs_of(
             .map_err(backend)?;
         for row in rows {
             let (channel, version, kind, base, data) = row.map_err(backend)?;
-            let version = parse_id(thread, "a blob version", &version)?;
-            let kind = match (kind.as_str(), base) {
-                ("full", _) => BlobKind::Full,
-                ("delta", Some(base)) => BlobKind::Delta {
-                    base: parse_id(thread, "a delta base", &base)?,
-                },
-                (other, _) => {
-                    return Err(CheckpointError::Corrupt {
-                        thread: thread.to_owned(),
-                        message: format!("blob of channel `{channel}` has kind `{other}`"),
-                    });
-                }
-            };
-            let data = raw(
+            out.push(blob_row(
                 thread,
-                || format!("channel `{channel}` at version {version}"),
+                channel,
+                &version,
+                &kind,
+                base.as_deref(),
                 data,
-            )?;
-            out.push(Blob {
-                channel: channel.into(),
-                version,
-                kind,
-                data,
-            });
+            )?);
         }
     }
     Ok(out)
@@ -692,22 +631,13 @@ impl Checkpointer for SqliteSaver {
             .map_err(backend)?
             .collect::<Result<_, _>>()
             .map_err(backend)?;
-        let mut out = Vec::new();
-        for (thread, head) in candidates {
-            let writes = writes_of(&conn, &thread, "", &head)?;
-            let pending = unanswered_interrupts(&thread, &head, &writes)?;
-            if !pending.is_empty() {
-                out.push(PendingThread {
-                    checkpoint: parse_id(&thread, "the head", &head)?,
-                    thread,
-                    interrupts: pending,
-                });
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        inbox(
+            candidates.into_iter().map(|(thread, head)| {
+                let writes = writes_of(&conn, &thread, "", &head)?;
+                Ok((thread, head, writes))
+            }),
+            limit,
+        )
     }
 
     async fn flush(&self) -> Result<(), CheckpointError> {

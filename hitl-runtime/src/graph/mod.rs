@@ -1,27 +1,30 @@
-//! Building state graphs: nodes, edges, routes, subgraphs, and compiling them.
+//! Building state graphs: nodes, edges, routes, and the structure the run loop reads.
+//!
+//! Compiling and running a graph is the `run` module's job (`StateGraph::compile`,
+//! `StateGraph::add_subgraph` live there); this module does not depend on it.
 
-mod compiled;
+mod command;
+mod route;
+mod topology;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use serde::Serialize;
-use serde_json::value::RawValue;
 
-pub(crate) use compiled::GraphInner;
-pub use compiled::{CompileBuilder, CompiledGraph, ResumeKind, ResumeValidator};
+pub use command::Command;
+pub(crate) use command::Resume;
+pub use route::{EdgeSource, EdgeTarget, Goto, NodeOutput, Route, SendTo};
+pub(crate) use topology::{NodeSpec, Topology};
 
-use crate::checkpoint::TaskSpec;
+use crate::context::NodeContext;
 use crate::error::{GraphError, NodeError};
-use crate::run::{Command, NodeContext};
+pub use crate::ids::NodeHandle;
 use crate::state::State;
+use topology::{Conditional, Edges, Join, NodeFn, RouteFn, Target};
 
 static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -37,339 +40,6 @@ pub struct End;
 pub const START: Start = Start;
 /// The end of a run.
 pub const END: End = End;
-
-/// A node of a [`StateGraph`], returned by [`StateGraph::add_node`].
-///
-/// Edges take handles, not names, so an edge to a node that does not exist cannot be
-/// written. A handle is only valid in the graph that created it.
-pub struct NodeHandle<S> {
-    graph: u64,
-    index: u32,
-    _state: PhantomData<fn() -> S>,
-}
-
-impl<S> NodeHandle<S> {
-    pub(crate) fn index(self) -> usize {
-        self.index as usize
-    }
-}
-
-impl<S> Clone for NodeHandle<S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<S> Copy for NodeHandle<S> {}
-impl<S> PartialEq for NodeHandle<S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.graph == other.graph && self.index == other.index
-    }
-}
-impl<S> Eq for NodeHandle<S> {}
-impl<S> fmt::Debug for NodeHandle<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeHandle({})", self.index)
-    }
-}
-
-/// A task that runs `node` with its own input, in the next superstep (map-reduce).
-///
-/// The node reads the input with [`NodeContext::input`]. Sends are never merged: five
-/// sends to one node run it five times, concurrently.
-pub struct Send<S> {
-    pub(crate) node: NodeHandle<S>,
-    pub(crate) input: Box<RawValue>,
-}
-
-impl<S> Send<S> {
-    /// A send of `input` to `node`.
-    ///
-    /// # Panics
-    /// If `input` cannot be serialized to JSON (a map with non-string keys, ...).
-    pub fn new(node: NodeHandle<S>, input: &impl Serialize) -> Self {
-        let input =
-            serde_json::value::to_raw_value(input).expect("a Send input must serialize to JSON");
-        Send { node, input }
-    }
-}
-
-impl<S> Clone for Send<S> {
-    fn clone(&self) -> Self {
-        Send {
-            node: self.node,
-            input: self.input.clone(),
-        }
-    }
-}
-
-impl<S> fmt::Debug for Send<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Send")
-            .field("node", &self.node)
-            .field("input", &self.input.get())
-            .finish()
-    }
-}
-
-/// Where a run goes next: a node, a [`Send`], or [`END`].
-pub enum Goto<S> {
-    /// Run this node in the next superstep.
-    Node(NodeHandle<S>),
-    /// Run this node with its own input.
-    Send(Send<S>),
-    /// Nothing more from here.
-    End,
-}
-
-impl<S> Clone for Goto<S> {
-    fn clone(&self) -> Self {
-        match self {
-            Goto::Node(h) => Goto::Node(*h),
-            Goto::Send(s) => Goto::Send(s.clone()),
-            Goto::End => Goto::End,
-        }
-    }
-}
-
-impl<S> fmt::Debug for Goto<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Goto::Node(h) => h.fmt(f),
-            Goto::Send(s) => s.fmt(f),
-            Goto::End => f.write_str("END"),
-        }
-    }
-}
-
-impl<S> From<NodeHandle<S>> for Goto<S> {
-    fn from(h: NodeHandle<S>) -> Self {
-        Goto::Node(h)
-    }
-}
-impl<S> From<Send<S>> for Goto<S> {
-    fn from(s: Send<S>) -> Self {
-        Goto::Send(s)
-    }
-}
-impl<S> From<End> for Goto<S> {
-    fn from(_: End) -> Self {
-        Goto::End
-    }
-}
-
-/// What a conditional edge returns: zero or more places to go.
-pub struct Route<S>(pub(crate) Vec<Goto<S>>);
-
-impl<S> Route<S> {
-    /// Go to one place.
-    pub fn to(goto: impl Into<Goto<S>>) -> Self {
-        Route(vec![goto.into()])
-    }
-
-    /// Go to several places at once (they run in the same superstep).
-    pub fn many<I, G>(gotos: I) -> Self
-    where
-        I: IntoIterator<Item = G>,
-        G: Into<Goto<S>>,
-    {
-        Route(gotos.into_iter().map(Into::into).collect())
-    }
-
-    /// End the run from here.
-    pub fn end() -> Self {
-        Route(vec![Goto::End])
-    }
-}
-
-impl<S> fmt::Debug for Route<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(&self.0).finish()
-    }
-}
-
-impl<S> From<NodeHandle<S>> for Route<S> {
-    fn from(h: NodeHandle<S>) -> Self {
-        Route::to(h)
-    }
-}
-impl<S> From<End> for Route<S> {
-    fn from(_: End) -> Self {
-        Route::end()
-    }
-}
-impl<S> From<Send<S>> for Route<S> {
-    fn from(s: Send<S>) -> Self {
-        Route::to(s)
-    }
-}
-impl<S> From<Vec<Send<S>>> for Route<S> {
-    fn from(sends: Vec<Send<S>>) -> Self {
-        Route::many(sends)
-    }
-}
-impl<S> From<Goto<S>> for Route<S> {
-    fn from(g: Goto<S>) -> Self {
-        Route(vec![g])
-    }
-}
-
-/// What a node returns: an update, routes, or both.
-///
-/// Converts from `()` (nothing), the state's update type, a [`Command`], a [`Send`] or
-/// a `Vec<Send>`.
-pub struct NodeOutput<S: State> {
-    pub(crate) update: Option<S::Update>,
-    pub(crate) goto: Vec<Goto<S>>,
-    pub(crate) resume_in_node: bool,
-}
-
-impl<S: State> NodeOutput<S> {
-    /// An update.
-    pub fn update(update: S::Update) -> Self {
-        NodeOutput {
-            update: Some(update),
-            goto: Vec::new(),
-            resume_in_node: false,
-        }
-    }
-
-    /// Nothing.
-    pub fn none() -> Self {
-        NodeOutput {
-            update: None,
-            goto: Vec::new(),
-            resume_in_node: false,
-        }
-    }
-}
-
-impl<S: State> fmt::Debug for NodeOutput<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeOutput")
-            .field("update", &self.update)
-            .field("goto", &self.goto)
-            .finish()
-    }
-}
-
-impl<S: State> From<()> for NodeOutput<S> {
-    fn from(_: ()) -> Self {
-        NodeOutput::none()
-    }
-}
-
-impl<S: State> From<Command<S>> for NodeOutput<S> {
-    fn from(c: Command<S>) -> Self {
-        NodeOutput {
-            update: c.update,
-            goto: c.goto,
-            resume_in_node: c.resume.is_some(),
-        }
-    }
-}
-
-impl<S: State> From<Send<S>> for NodeOutput<S> {
-    fn from(s: Send<S>) -> Self {
-        NodeOutput {
-            update: None,
-            goto: vec![Goto::Send(s)],
-            resume_in_node: false,
-        }
-    }
-}
-
-impl<S: State> From<Vec<Send<S>>> for NodeOutput<S> {
-    fn from(sends: Vec<Send<S>>) -> Self {
-        NodeOutput {
-            update: None,
-            goto: sends.into_iter().map(Goto::Send).collect(),
-            resume_in_node: false,
-        }
-    }
-}
-
-pub(crate) type NodeFuture<S> = BoxFuture<'static, Result<NodeOutput<S>, NodeError>>;
-pub(crate) type NodeFn<S> =
-    Arc<dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + std::marker::Send + Sync>;
-pub(crate) type RouteFn<S> = Arc<dyn Fn(&S) -> Route<S> + std::marker::Send + Sync>;
-
-pub(crate) struct NodeSpec<S: State> {
-    pub(crate) name: Arc<str>,
-    pub(crate) run: NodeFn<S>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) goto_targets: Option<Vec<Target>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Target {
-    Node(usize),
-    End,
-}
-
-pub(crate) struct Conditional<S> {
-    pub(crate) route: RouteFn<S>,
-    pub(crate) targets: Option<Vec<Target>>,
-}
-
-pub(crate) struct Join {
-    pub(crate) sources: Vec<usize>,
-    pub(crate) target: usize,
-}
-
-/// Edges out of one place.
-pub(crate) struct Edges<S> {
-    pub(crate) fixed: Vec<Target>,
-    pub(crate) conditional: Vec<Conditional<S>>,
-}
-
-impl<S> Default for Edges<S> {
-    fn default() -> Self {
-        Edges {
-            fixed: Vec::new(),
-            conditional: Vec::new(),
-        }
-    }
-}
-
-/// Where an edge starts: [`START`] or a node.
-#[derive(Debug)]
-pub enum EdgeSource<S> {
-    /// The start of the run.
-    Start,
-    /// A node.
-    Node(NodeHandle<S>),
-}
-
-impl<S> From<Start> for EdgeSource<S> {
-    fn from(_: Start) -> Self {
-        EdgeSource::Start
-    }
-}
-impl<S> From<NodeHandle<S>> for EdgeSource<S> {
-    fn from(h: NodeHandle<S>) -> Self {
-        EdgeSource::Node(h)
-    }
-}
-
-/// Where an edge ends: a node or [`END`].
-#[derive(Debug)]
-pub enum EdgeTarget<S> {
-    /// A node.
-    Node(NodeHandle<S>),
-    /// The end of the run.
-    End,
-}
-
-impl<S> From<End> for EdgeTarget<S> {
-    fn from(_: End) -> Self {
-        EdgeTarget::End
-    }
-}
-impl<S> From<NodeHandle<S>> for EdgeTarget<S> {
-    fn from(h: NodeHandle<S>) -> Self {
-        EdgeTarget::Node(h)
-    }
-}
 
 /// A graph under construction.
 ///
@@ -398,12 +68,12 @@ impl<S> From<NodeHandle<S>> for EdgeTarget<S> {
 /// # }
 /// ```
 pub struct StateGraph<S: State> {
-    pub(crate) id: u64,
-    pub(crate) nodes: Vec<NodeSpec<S>>,
-    pub(crate) start: Edges<S>,
-    pub(crate) edges: Vec<Edges<S>>,
-    pub(crate) joins: Vec<Join>,
-    pub(crate) errors: Vec<GraphError>,
+    id: u64,
+    nodes: Vec<NodeSpec<S>>,
+    start: Edges<S>,
+    edges: Vec<Edges<S>>,
+    joins: Vec<Join>,
+    errors: Vec<GraphError>,
 }
 
 impl<S: State> fmt::Debug for StateGraph<S> {
@@ -444,8 +114,8 @@ impl<S: State> StateGraph<S> {
     /// a deterministic order.
     pub fn add_node<F, Fut, O>(&mut self, name: &str, node: F) -> NodeHandle<S>
     where
-        F: Fn(Arc<S>, NodeContext) -> Fut + std::marker::Send + Sync + 'static,
-        Fut: Future<Output = Result<O, NodeError>> + std::marker::Send + 'static,
+        F: Fn(Arc<S>, NodeContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, NodeError>> + Send + 'static,
         O: Into<NodeOutput<S>>,
     {
         let run: NodeFn<S> = Arc::new(move |state, cx| {
@@ -474,47 +144,7 @@ impl<S: State> StateGraph<S> {
             goto_targets: None,
         });
         self.edges.push(Edges::default());
-        NodeHandle {
-            graph: self.id,
-            index: (self.nodes.len() - 1) as u32,
-            _state: PhantomData,
-        }
-    }
-
-    /// Adds a compiled graph as a node. `input` builds the subgraph's initial state
-    /// from the parent's; `output` turns its final state into the parent's update.
-    ///
-    /// The subgraph checkpoints under its own namespace (`"{name}:{task_id}"`). When it
-    /// interrupts, the parent task is interrupted with the same interrupts; on resume
-    /// the subgraph continues from its own checkpoint, so its finished nodes do not run
-    /// again.
-    pub fn add_subgraph<T, I, O>(
-        &mut self,
-        name: &str,
-        subgraph: CompiledGraph<T>,
-        input: I,
-        output: O,
-    ) -> NodeHandle<S>
-    where
-        T: State,
-        I: Fn(&S) -> T + std::marker::Send + Sync + 'static,
-        O: Fn(&T) -> S::Update + std::marker::Send + Sync + 'static,
-    {
-        let input = Arc::new(input);
-        let output = Arc::new(output);
-        let run: NodeFn<S> = Arc::new(move |state, cx| {
-            let subgraph = subgraph.clone();
-            let input = input.clone();
-            let output = output.clone();
-            async move {
-                let initial = input(&state);
-                drop(state);
-                let values = crate::run::run_subgraph(&subgraph, initial, &cx).await?;
-                Ok(NodeOutput::update(output(&values)))
-            }
-            .boxed()
-        });
-        self.push_node(name, run)
+        NodeHandle::new(self.id, self.nodes.len() - 1)
     }
 
     fn check(&mut self, h: NodeHandle<S>) -> Option<usize> {
@@ -560,7 +190,7 @@ impl<S: State> StateGraph<S> {
     /// the graph is validated. Prefer [`add_conditional_edges_to`](Self::add_conditional_edges_to).
     pub fn add_conditional_edges<F, R>(&mut self, from: impl Into<EdgeSource<S>>, route: F)
     where
-        F: Fn(&S) -> R + std::marker::Send + Sync + 'static,
+        F: Fn(&S) -> R + Send + Sync + 'static,
         R: Into<Route<S>>,
     {
         self.push_conditional(from.into(), None, route);
@@ -574,7 +204,7 @@ impl<S: State> StateGraph<S> {
         targets: impl IntoIterator<Item = T>,
         route: F,
     ) where
-        F: Fn(&S) -> R + std::marker::Send + Sync + 'static,
+        F: Fn(&S) -> R + Send + Sync + 'static,
         R: Into<Route<S>>,
         T: Into<EdgeTarget<S>>,
     {
@@ -591,7 +221,7 @@ impl<S: State> StateGraph<S> {
         targets: Option<Vec<Target>>,
         route: F,
     ) where
-        F: Fn(&S) -> R + std::marker::Send + Sync + 'static,
+        F: Fn(&S) -> R + Send + Sync + 'static,
         R: Into<Route<S>>,
     {
         let route: RouteFn<S> = Arc::new(move |s| route(s).into());
@@ -645,13 +275,27 @@ impl<S: State> StateGraph<S> {
         &self.nodes[node.index()].name
     }
 
-    /// Starts compiling: add a checkpointer and breakpoints, then `build()`.
-    pub fn compile(self) -> CompileBuilder<S> {
-        CompileBuilder::new(self)
+    /// Validates the graph and freezes its structure.
+    pub(crate) fn into_topology(self) -> Result<Topology<S>, GraphError> {
+        self.validate()?;
+        let by_name = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        Ok(Topology {
+            id: self.id,
+            nodes: self.nodes,
+            start: self.start,
+            edges: self.edges,
+            joins: self.joins,
+            by_name,
+        })
     }
 
     /// Checks the graph: an entry, no unreachable nodes, no dead ends.
-    pub(crate) fn validate(&self) -> Result<(), GraphError> {
+    fn validate(&self) -> Result<(), GraphError> {
         if let Some(e) = self.errors.first() {
             return Err(e.clone());
         }
@@ -718,72 +362,4 @@ impl<S: State> StateGraph<S> {
         }
         Ok(())
     }
-}
-
-/// Node names, for error messages.
-pub(crate) fn known_names<S: State>(nodes: &[NodeSpec<S>]) -> String {
-    nodes
-        .iter()
-        .map(|n| format!("`{}`", n.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Resolves a list of gotos to task specs, checking that each is allowed.
-pub(crate) fn resolve_gotos<S: State>(
-    graph_id: u64,
-    nodes: &[NodeSpec<S>],
-    from: &str,
-    allowed: Option<&[Target]>,
-    gotos: Vec<Goto<S>>,
-    out: &mut Vec<TaskSpec>,
-) -> Result<(), crate::error::RunError> {
-    for g in gotos {
-        let (handle, input) = match g {
-            Goto::End => {
-                if let Some(allowed) = allowed
-                    && !allowed.contains(&Target::End)
-                {
-                    return Err(crate::error::RunError::InvalidRoute {
-                        from: from.into(),
-                        to: "END".into(),
-                        why: "which it did not declare; add END to its declared targets",
-                    });
-                }
-                continue;
-            }
-            Goto::Node(h) => (h, None),
-            Goto::Send(s) => (s.node, Some(s.input)),
-        };
-        if handle.graph != graph_id || handle.index() >= nodes.len() {
-            return Err(crate::error::RunError::InvalidRoute {
-                from: from.into(),
-                to: format!("#{}", handle.index),
-                why: "a node of another graph",
-            });
-        }
-        if let Some(allowed) = allowed
-            && !allowed.contains(&Target::Node(handle.index()))
-        {
-            return Err(crate::error::RunError::InvalidRoute {
-                from: from.into(),
-                to: nodes[handle.index()].name.to_string(),
-                why: "which it did not declare; list it in `add_conditional_edges_to` or `add_goto_targets`",
-            });
-        }
-        out.push(TaskSpec {
-            node: nodes[handle.index()].name.clone(),
-            input,
-        });
-    }
-    Ok(())
-}
-
-/// Names used by nodes, as a set.
-pub(crate) fn name_index<S: State>(nodes: &[NodeSpec<S>]) -> HashMap<Arc<str>, usize> {
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect()
 }

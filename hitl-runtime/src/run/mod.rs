@@ -1,19 +1,28 @@
-//! Running graphs: inputs, commands, the node context, outputs, streams and the
-//! superstep executor.
+//! Running graphs: compiling them, the run loop (a step machine, see `step`), inputs,
+//! outputs, snapshots and streams.
+//!
+//! Files by job: `step` (the phases of a run and the loop), `tasks` (planning,
+//! running and settling a superstep's tasks), `resume` (commands and resume
+//! validation), `commit` (making checkpoints), `snapshot` (reading them as state
+//! snapshots), `update` (`update_state`), `subgraph`, `compiled` (the public
+//! `CompiledGraph` API), `cache` (the state cache).
 
-mod command;
-mod config;
-mod context;
-mod executor;
+mod cache;
+mod commit;
+mod compiled;
+mod input;
 mod output;
-pub(crate) mod pending;
+mod resume;
+mod snapshot;
+mod step;
 mod stream;
+mod subgraph;
+mod tasks;
+#[cfg(test)]
+mod tests;
+mod update;
 
-pub use command::{Command, Input};
-pub use config::RunConfig;
-pub use context::{NodeContext, StreamWriter};
+pub use compiled::{CompileBuilder, CompiledGraph};
+pub use input::Input;
 pub use output::{RunOutput, RunStatus, StateSnapshot, TaskInfo};
-pub use stream::{RunStream, StreamEvent, StreamMode, StreamModes, TaskOutcome};
-
-pub(crate) use executor::{execute, run_subgraph, snapshot_from_stored, update_state};
-pub(crate) use stream::Sink;
+pub use stream::{RunStream, StreamEvent, TaskOutcome};

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::config::RunConfig;
 use crate::checkpoint::CheckpointSource;
+use crate::context::RunConfig;
 use crate::ids::{CheckpointId, TaskId};
 use crate::interrupt::PendingInterrupt;
 use crate::state::State;

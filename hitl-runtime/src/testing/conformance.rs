@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{
+use crate::checkpoint::{
     Blob, BlobKind, ChannelVersion, Checkpoint, CheckpointSource, CheckpointWrite, Checkpointer,
     DeltaChain, ListFilter, PendingWrite, Prune, TaskSpec, WriteKind,
 };
@@ -818,7 +818,7 @@ macro_rules! checkpointer_conformance {
         #[::tokio::test]
         $($attr)*
         async fn $name() {
-            $crate::checkpoint::conformance::$name(&$harness).await;
+            $crate::testing::conformance::$name(&$harness).await;
         }
     };
 }

@@ -1,149 +1,58 @@
-//! Compiled graphs: running them and reading their state.
+//! Compiled graphs: compiling a [`StateGraph`], running it and reading its state.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Edges, Join, NodeHandle, NodeSpec, StateGraph, known_names, name_index};
+use super::cache::StateCache;
+use super::input::Input;
+use super::output::{RunOutput, StateSnapshot};
+use super::snapshot::snapshot_from_stored;
+use super::step::execute;
+use super::stream::{RunStream, Sink};
 use crate::checkpoint::{Checkpointer, ListFilter};
+use crate::context::{NodeKey, RunConfig, StreamModes};
 use crate::error::{GraphError, RunError};
-use crate::ids::CheckpointId;
-use crate::run::{
-    Input, RunConfig, RunOutput, RunStream, Sink, StateSnapshot, StreamModes, execute,
-};
+use crate::graph::{NodeHandle, StateGraph, Topology};
+use crate::interrupt::{ResumeKind, ResumeValidator};
 use crate::state::State;
 
-/// How the answers to one kind of interrupt ([`crate::InterruptRequest::kind`]) are
-/// checked, registered with [`CompileBuilder::resume_validator`].
-///
-/// A closure `Fn(&Value, &Value) -> Result<(), Vec<String>>` is a `ResumeKind` that
-/// only checks.
-pub trait ResumeKind: Send + Sync + 'static {
-    /// Checks an answer, given the interrupt's payload
-    /// ([`crate::PendingInterrupt::value`]); returns the problems, one per line. Runs
-    /// before the answer is stored.
-    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>>;
-
-    /// The JSON schema of the answers, if this kind derives it from the payload. An
-    /// interrupt whose schema is derived is stored without it (the schema is derived
-    /// again when the interrupt is read), and its answers are checked by
-    /// [`check`](Self::check) alone, which must then reject whatever the schema
-    /// rejects.
-    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
-        let _ = payload;
-        None
-    }
-}
-
-impl<F> ResumeKind for F
-where
-    F: Fn(&Value, &Value) -> Result<(), Vec<String>> + Send + Sync + 'static,
-{
-    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
-        self(payload, answer)
-    }
-}
-
-/// A shared [`ResumeKind`].
-pub type ResumeValidator = Arc<dyn ResumeKind>;
-
-/// Recently used states by (thread, namespace), valid for one checkpoint id.
-/// Checkpoints never change, so a state cached for a checkpoint id is that
-/// checkpoint's state in every process.
-pub(crate) struct StateCache<S> {
-    capacity: usize,
-    entries: Mutex<CacheMap<S>>,
-}
-
-/// (thread, namespace) -> (checkpoint, its state).
-type CacheMap<S> = HashMap<(Arc<str>, Arc<str>), (CheckpointId, Arc<S>)>;
-
-impl<S> StateCache<S> {
-    fn new(capacity: usize) -> Self {
-        StateCache {
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheMap<S>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn peek(&self, thread: &Arc<str>, ns: &Arc<str>) -> Option<CheckpointId> {
-        if self.capacity == 0 {
-            return None;
-        }
-        self.lock()
-            .get(&(thread.clone(), ns.clone()))
-            .map(|(id, _)| *id)
-    }
-
-    /// Takes the state out (so the run owns it and can mutate it without a copy).
-    pub(crate) fn take(
-        &self,
-        thread: &Arc<str>,
-        ns: &Arc<str>,
-        id: CheckpointId,
-    ) -> Option<Arc<S>> {
-        let mut entries = self.lock();
-        let key = (thread.clone(), ns.clone());
-        match entries.get(&key) {
-            Some((cached, _)) if *cached == id => entries.remove(&key).map(|(_, s)| s),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn put(&self, thread: &Arc<str>, ns: &Arc<str>, id: CheckpointId, state: Arc<S>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity {
-            // Cheap eviction: drop an arbitrary half.
-            let drop_keys: Vec<_> = entries
-                .keys()
-                .take(self.capacity / 2 + 1)
-                .cloned()
-                .collect();
-            for k in drop_keys {
-                entries.remove(&k);
-            }
-        }
-        entries.insert((thread.clone(), ns.clone()), (id, state));
-    }
-}
-
+/// A compiled graph: its structure and the settings it was compiled with.
 pub(crate) struct GraphInner<S: State> {
-    pub(crate) id: u64,
-    pub(crate) name: String,
-    pub(crate) nodes: Vec<NodeSpec<S>>,
-    pub(crate) start: Edges<S>,
-    pub(crate) edges: Vec<Edges<S>>,
-    pub(crate) joins: Vec<Join>,
-    pub(crate) by_name: HashMap<Arc<str>, usize>,
-    pub(crate) checkpointer: Option<Arc<dyn Checkpointer>>,
-    pub(crate) interrupt_before: Vec<bool>,
-    pub(crate) interrupt_after: Vec<bool>,
-    pub(crate) recursion_limit: usize,
-    pub(crate) validators: HashMap<String, ResumeValidator>,
-    pub(crate) cache: StateCache<S>,
+    pub(super) topology: Topology<S>,
+    pub(super) name: String,
+    pub(super) checkpointer: Option<Arc<dyn Checkpointer>>,
+    pub(super) interrupt_before: Vec<bool>,
+    pub(super) interrupt_after: Vec<bool>,
+    pub(super) recursion_limit: usize,
+    pub(super) validators: HashMap<String, ResumeValidator>,
+    pub(super) cache: StateCache<S>,
 }
 
 impl<S: State> GraphInner<S> {
-    pub(crate) fn node_index(&self, name: &str) -> Result<usize, GraphError> {
-        self.by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| GraphError::UnknownNode {
-                name: name.into(),
-                known: known_names(&self.nodes),
-            })
+    /// Breakpoint flags per node: the run's setting if it has one, else the graph's.
+    pub(super) fn breakpoints(
+        &self,
+        per_run: Option<&[NodeKey]>,
+        compiled: &[bool],
+    ) -> Result<Vec<bool>, GraphError> {
+        let Some(keys) = per_run else {
+            return Ok(compiled.to_vec());
+        };
+        let mut flags = vec![false; self.topology.len()];
+        for key in keys {
+            flags[self.topology.handle_index(key.handle())?] = true;
+        }
+        Ok(flags)
+    }
+}
+
+impl<S: State> StateGraph<S> {
+    /// Starts compiling: add a checkpointer and breakpoints, then `build()`.
+    pub fn compile(self) -> CompileBuilder<S> {
+        CompileBuilder::new(self)
     }
 }
 
@@ -248,32 +157,20 @@ impl<S: State> CompileBuilder<S> {
 
     /// Validates the graph and compiles it.
     pub fn build(self) -> Result<CompiledGraph<S>, GraphError> {
-        self.graph.validate()?;
-        let g = self.graph;
+        let topology = self.graph.into_topology()?;
         let flags = |handles: &[NodeHandle<S>]| -> Result<Vec<bool>, GraphError> {
-            let mut v = vec![false; g.nodes.len()];
+            let mut v = vec![false; topology.len()];
             for h in handles {
-                if h.graph != g.id || h.index() >= g.nodes.len() {
-                    return Err(GraphError::ForeignNode {
-                        node: format!("#{}", h.index),
-                    });
-                }
-                v[h.index()] = true;
+                v[topology.handle_index(*h)?] = true;
             }
             Ok(v)
         };
         let interrupt_before = flags(&self.interrupt_before)?;
         let interrupt_after = flags(&self.interrupt_after)?;
-        let by_name = name_index(&g.nodes);
         Ok(CompiledGraph {
             inner: Arc::new(GraphInner {
-                id: g.id,
+                topology,
                 name: self.name,
-                nodes: g.nodes,
-                start: g.start,
-                edges: g.edges,
-                joins: g.joins,
-                by_name,
                 checkpointer: self.checkpointer,
                 interrupt_before,
                 interrupt_after,
@@ -302,15 +199,7 @@ impl<S: State> fmt::Debug for CompiledGraph<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledGraph")
             .field("name", &self.inner.name)
-            .field(
-                "nodes",
-                &self
-                    .inner
-                    .nodes
-                    .iter()
-                    .map(|n| &*n.name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("nodes", &self.inner.topology.names().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -323,7 +212,7 @@ impl<S: State> CompiledGraph<S> {
 
     /// The node names, in the order they were added.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.nodes.iter().map(|n| &*n.name)
+        self.inner.topology.names()
     }
 
     /// The checkpointer, if any.
@@ -392,7 +281,7 @@ impl<S: State> CompiledGraph<S> {
             });
         };
         let is_head = head == Some(stored.checkpoint.id);
-        crate::run::snapshot_from_stored(&self.inner, thread, stored, is_head)
+        snapshot_from_stored(&self.inner, thread, stored, is_head)
     }
 
     /// Every checkpoint of the thread, newest first, across all branches.
@@ -419,12 +308,7 @@ impl<S: State> CompiledGraph<S> {
                 continue;
             };
             let is_head = head == Some(c.id);
-            out.push(crate::run::snapshot_from_stored(
-                &self.inner,
-                thread,
-                stored,
-                is_head,
-            )?);
+            out.push(snapshot_from_stored(&self.inner, thread, stored, is_head)?);
         }
         Ok(out)
     }
@@ -440,24 +324,17 @@ impl<S: State> CompiledGraph<S> {
         as_node: Option<NodeHandle<S>>,
     ) -> Result<RunConfig, RunError> {
         let as_node = match as_node {
-            Some(h) if h.graph != self.inner.id || h.index() >= self.inner.nodes.len() => {
-                return Err(GraphError::ForeignNode {
-                    node: format!("#{}", h.index),
-                }
-                .into());
-            }
-            Some(h) => Some(h.index()),
+            Some(h) => Some(self.inner.topology.handle_index(h)?),
             None => None,
         };
-        crate::run::update_state(&self.inner, cfg, update, as_node).await
+        super::update::update_state(&self.inner, cfg, update, as_node).await
     }
 
     /// The handle of a node, by name.
     pub fn node(&self, name: &str) -> Option<NodeHandle<S>> {
-        self.inner.by_name.get(name).map(|&i| NodeHandle {
-            graph: self.inner.id,
-            index: i as u32,
-            _state: std::marker::PhantomData,
-        })
+        self.inner
+            .topology
+            .index_of(name)
+            .map(|i| self.inner.topology.handle(i))
     }
 }

@@ -9,9 +9,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
-use crate::graph::ResumeValidator;
 use crate::ids::{InterruptId, TaskId};
 use crate::interrupt::PendingInterrupt;
+use crate::interrupt::ResumeValidator;
 
 /// A finished task: its update (the state's update type, as JSON) and where it routed.
 #[derive(Debug, Serialize, Deserialize)]

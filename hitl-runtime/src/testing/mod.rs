@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+pub mod conformance;
+
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -37,11 +39,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::agent::{Agent, AgentState, ChatModel, ModelError, ModelRequest};
+use crate::context::RunConfig;
 use crate::error::RunError;
+use crate::graph::Command;
 use crate::interrupt::PendingInterrupt;
 use crate::message::{AssistantMessage, Message, MessageChunk, ToolCallChunk, ToolStatus};
 use crate::policy::{Action, Decision};
-use crate::run::{Command, Input, RunConfig};
+use crate::run::Input;
 
 type ScriptFn = Arc<dyn Fn(&[Message]) -> Result<AssistantMessage, ModelError> + Send + Sync>;
 
@@ -405,6 +409,54 @@ impl fmt::Display for Transcript {
     }
 }
 
+/// Why a scripted flow ([`run_with_reviewer`]) stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A review the scripted reviewer has no decision for.
+    #[error(
+        "the scripted reviewer has no decision for {what} (interrupt {interrupt}); add one with `ScriptedReviewer::on(..)` or `then(..)`"
+    )]
+    NoDecision {
+        /// The interrupt.
+        interrupt: crate::InterruptId,
+        /// What it asks about: the tools and call ids under review.
+        what: String,
+    },
+    /// More reviews than any sensible flow needs.
+    #[error("more than {limit} reviews in one flow; is the model looping?")]
+    TooManyReviews {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// What an interrupt asks about, for error messages: the tools under review.
+fn describe_review(interrupt: &PendingInterrupt) -> String {
+    let value = &interrupt.value;
+    let names: Vec<String> = match value.get("action_requests").and_then(Value::as_array) {
+        Some(requests) => requests
+            .iter()
+            .map(|r| {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("?");
+                format!("`{name}`")
+            })
+            .collect(),
+        None => match value.get("name").and_then(Value::as_str) {
+            Some(name) => vec![format!("`{name}`")],
+            None => Vec::new(),
+        },
+    };
+    if names.is_empty() {
+        format!("an interrupt of node `{}`", interrupt.node)
+    } else {
+        format!("the review of {}", names.join(", "))
+    }
+}
+
 /// Runs an agent to the end, answering every review with `reviewer`.
 ///
 /// Fails if the run fails, if a review has no scripted answer, or after 50 reviews.
@@ -413,24 +465,21 @@ pub async fn run_with_reviewer(
     input: impl Into<Input<AgentState>>,
     cfg: &RunConfig,
     reviewer: &ScriptedReviewer,
-) -> Result<Transcript, RunError> {
+) -> Result<Transcript, FlowError> {
     let mut out = agent.invoke(input, cfg).await?;
     let mut reviews = Vec::new();
     while out.is_interrupted() {
         if reviews.len() >= 50 {
-            return Err(RunError::InvalidUpdate {
-                writer: "run_with_reviewer".into(),
-                message: "more than 50 reviews; is the model looping?".into(),
-            });
+            return Err(FlowError::TooManyReviews { limit: 50 });
         }
         let mut answers = Vec::new();
         let mut by_id = Vec::new();
         for interrupt in &out.interrupts {
             let decided = reviewer
                 .decisions(interrupt)
-                .ok_or_else(|| RunError::InvalidUpdate {
-                    writer: "ScriptedReviewer".into(),
-                    message: format!("no scripted decision for the interrupt {}", interrupt.value),
+                .ok_or_else(|| FlowError::NoDecision {
+                    interrupt: interrupt.id,
+                    what: describe_review(interrupt),
                 })?;
             let value = if interrupt.value.get("action_requests").is_some() {
                 json!({"decisions": decided.iter().map(|(_, d)| d).collect::<Vec<_>>()})

@@ -1,12 +1,11 @@
-//! What a run is started with.
+//! `Command`: resume a paused thread, update its state, or send it somewhere.
 
-use std::convert::Infallible;
 use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::graph::Goto;
+use super::Goto;
 use crate::ids::InterruptId;
 use crate::state::State;
 
@@ -21,9 +20,9 @@ use crate::state::State;
 /// let patch = Command::<Flow>::update(FlowUpdate::default().step(3));
 /// ```
 pub struct Command<S: State> {
-    pub(crate) update: Option<S::Update>,
-    pub(crate) goto: Vec<Goto<S>>,
-    pub(crate) resume: Option<Resume>,
+    update: Option<S::Update>,
+    goto: Vec<Goto<S>>,
+    resume: Option<Resume>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +65,16 @@ impl<S: State> Command<S> {
         c
     }
 
+    /// The update, the gotos and the resume.
+    pub(crate) fn into_parts(self) -> (Option<S::Update>, Vec<Goto<S>>, Option<Resume>) {
+        (self.update, self.goto, self.resume)
+    }
+
+    /// Whether it carries a resume.
+    pub(crate) fn has_resume(&self) -> bool {
+        self.resume.is_some()
+    }
+
     /// Applies an update (through the reducers) before the pending tasks run again.
     pub fn update(update: S::Update) -> Self {
         Command::new().with_update(update)
@@ -104,45 +113,5 @@ impl<S: State> fmt::Debug for Command<S> {
             .field("goto", &self.goto)
             .field("resume", &self.resume)
             .finish()
-    }
-}
-
-/// What `invoke` and `stream` take: new input (a state or an update), a [`Command`], or
-/// `None` to continue a thread from its head (or fork it from an older checkpoint).
-pub enum Input<S: State> {
-    /// New input, applied through the reducers; the run starts from `START`.
-    Update(S::Update),
-    /// A resume, update or goto.
-    Command(Command<S>),
-    /// Continue where the thread is.
-    Continue,
-}
-
-impl<S: State> fmt::Debug for Input<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Input::Update(u) => f.debug_tuple("Update").field(u).finish(),
-            Input::Command(c) => f.debug_tuple("Command").field(c).finish(),
-            Input::Continue => f.write_str("Continue"),
-        }
-    }
-}
-
-impl<S: State> From<S> for Input<S> {
-    fn from(state: S) -> Self {
-        Input::Update(state.into_update())
-    }
-}
-
-impl<S: State> From<Command<S>> for Input<S> {
-    fn from(c: Command<S>) -> Self {
-        Input::Command(c)
-    }
-}
-
-/// `invoke(None, ..)`: continue the thread.
-impl<S: State> From<Option<Infallible>> for Input<S> {
-    fn from(_: Option<Infallible>) -> Self {
-        Input::Continue
     }
 }

@@ -1,4 +1,12 @@
-//! What a running node can see and do.
+//! What a run is given and what its tasks see: [`RunConfig`], [`NodeContext`], the
+//! stream modes nodes write to.
+
+mod config;
+mod modes;
+
+pub(crate) use config::NodeKey;
+pub use config::RunConfig;
+pub use modes::{StreamMode, StreamModes};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,8 +17,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::config::RunConfig;
-use super::stream::{StreamMode, StreamModes};
 use crate::checkpoint::Checkpointer;
 use crate::error::{Interrupted, NodeError};
 use crate::ids::{CheckpointId, InterruptId, TaskId};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::CheckpointId;
+use crate::ids::{CheckpointId, NodeHandle};
 
 /// Which thread a run is on, and per-run settings.
 ///
@@ -21,8 +21,8 @@ pub struct RunConfig {
     pub(crate) checkpoint_id: Option<CheckpointId>,
     pub(crate) recursion_limit: Option<usize>,
     pub(crate) metadata: Map<String, Value>,
-    pub(crate) interrupt_before: Option<Vec<String>>,
-    pub(crate) interrupt_after: Option<Vec<String>>,
+    pub(crate) interrupt_before: Option<Vec<NodeKey>>,
+    pub(crate) interrupt_after: Option<Vec<NodeKey>>,
     pub(crate) cancel: Option<CancellationToken>,
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -83,18 +83,19 @@ impl RunConfig {
         self
     }
 
-    /// Pauses before these nodes in this run (replaces the graph's setting).
-    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(
-        mut self,
-        nodes: I,
-    ) -> Self {
-        self.interrupt_before = Some(nodes.into_iter().map(Into::into).collect());
+    /// Pauses before these nodes in this run (replaces the graph's setting). Takes
+    /// node handles, like [`crate::CompileBuilder::interrupt_before`]; get one by name
+    /// with [`crate::CompiledGraph::node`]. A handle of another graph fails the run
+    /// with [`crate::GraphError::ForeignNode`].
+    pub fn interrupt_before<S>(mut self, nodes: impl IntoIterator<Item = NodeHandle<S>>) -> Self {
+        self.interrupt_before = Some(nodes.into_iter().map(NodeKey::of).collect());
         self
     }
 
-    /// Pauses after these nodes in this run (replaces the graph's setting).
-    pub fn interrupt_after<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
-        self.interrupt_after = Some(nodes.into_iter().map(Into::into).collect());
+    /// Pauses after these nodes in this run (replaces the graph's setting); see
+    /// [`interrupt_before`](Self::interrupt_before).
+    pub fn interrupt_after<S>(mut self, nodes: impl IntoIterator<Item = NodeHandle<S>>) -> Self {
+        self.interrupt_after = Some(nodes.into_iter().map(NodeKey::of).collect());
         self
     }
 
@@ -110,5 +111,26 @@ impl RunConfig {
     pub fn context<T: Any + Send + Sync>(mut self, value: T) -> Self {
         self.context = Some(Arc::new(value));
         self
+    }
+}
+
+/// A node handle without its state type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeKey {
+    pub(crate) graph: u64,
+    pub(crate) index: u32,
+}
+
+impl NodeKey {
+    fn of<S>(handle: NodeHandle<S>) -> Self {
+        NodeKey {
+            graph: handle.graph,
+            index: handle.index,
+        }
+    }
+
+    /// The handle again, for a graph of state `S`.
+    pub(crate) fn handle<S>(self) -> NodeHandle<S> {
+        NodeHandle::new(self.graph, self.index as usize)
     }
 }

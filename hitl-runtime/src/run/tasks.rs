@@ -1,0 +1,357 @@
+//! Planning a superstep's tasks, running them concurrently, and settling what each
+//! returned into an [`Outcome`] that is stored the moment it is known.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::commit::{Pieces, assemble, decode_update, encode_update};
+use super::step::{Current, Runner};
+use super::stream::{StreamEvent, TaskOutcome};
+use crate::checkpoint::pending::{self, ErrorPayload, ResultPayload};
+use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
+use crate::context::{NodeContext, RunShared, StreamMode, TaskShared};
+use crate::error::{BoxError, CheckpointError, NodeError, RunError};
+use crate::graph::NodeOutput;
+use crate::ids::TaskId;
+use crate::interrupt::PendingInterrupt;
+use crate::state::{State, StateUpdate};
+
+/// How a task ended.
+pub(crate) enum Outcome<S: State> {
+    /// It returned: its update (also encoded) and the tasks it sent.
+    Done {
+        update: Option<S::Update>,
+        pieces: Pieces,
+        goto: Vec<TaskSpec>,
+    },
+    /// It failed.
+    Failed {
+        message: String,
+        source: Option<BoxError>,
+    },
+    /// It paused at these interrupts.
+    Interrupted(Vec<PendingInterrupt>),
+}
+
+/// A task of the superstep about to run.
+pub(crate) struct Planned<S: State> {
+    pub(crate) id: TaskId,
+    pub(crate) node: usize,
+    pub(crate) spec: TaskSpec,
+    /// Its stored result, when an earlier run of this step finished it.
+    pub(crate) prior: Option<Outcome<S>>,
+}
+
+/// What running a superstep's tasks gave: one outcome per planned task, and the
+/// result held back to be stored with the next checkpoint.
+pub(crate) struct Ran<S: State> {
+    pub(crate) outcomes: Vec<Outcome<S>>,
+    pub(crate) deferred: Vec<PendingWrite>,
+}
+
+impl<S: State> Runner<S> {
+    /// The tasks of a checkpoint (`next`, plus a `Command`'s gotos), each with a
+    /// deterministic id and, if it already finished, its stored result.
+    pub(super) fn plan(&self, current: &Current<S>) -> Result<Vec<Planned<S>>, RunError> {
+        let topology = &self.graph.topology;
+        let specs = current.checkpoint.next.iter().chain(
+            current
+                .collected
+                .commands
+                .iter()
+                .flat_map(|c| c.goto.iter()),
+        );
+        let mut planned = Vec::new();
+        for (position, spec) in specs.enumerate() {
+            let node = topology
+                .index_of(&spec.node)
+                .ok_or_else(|| CheckpointError::Corrupt {
+                    thread: self.thread.to_string(),
+                    message: format!(
+                        "checkpoint {} schedules node `{}`, which this graph does not have \
+                         (was the graph changed since it was written?)",
+                        current.checkpoint.id, spec.node
+                    ),
+                })?;
+            let id = TaskId::derive(
+                current.checkpoint.id,
+                &self.ns,
+                current.checkpoint.step,
+                &spec.node,
+                position,
+            );
+            let prior = match current.collected.results.get(&id) {
+                Some(result) => {
+                    let (update, pieces) = match &result.update {
+                        Some(raw) => {
+                            let (u, p) =
+                                decode_update::<S>(raw).map_err(CheckpointError::decoding(
+                                    &self.thread,
+                                    format!("stored result of task {id}"),
+                                ))?;
+                            (Some(u), p)
+                        }
+                        None => (None, Vec::new()),
+                    };
+                    Some(Outcome::Done {
+                        update,
+                        pieces,
+                        goto: result.goto.clone(),
+                    })
+                }
+                None => None,
+            };
+            planned.push(Planned {
+                id,
+                node,
+                spec: spec.clone(),
+                prior,
+            });
+        }
+        Ok(planned)
+    }
+
+    /// Runs the tasks without a stored result, concurrently on this run's own task
+    /// (no thread hand-offs; dropping the run drops them). Each outcome is stored as a
+    /// pending write as soon as it is known, except the last task's result, which is
+    /// held back to travel with the next checkpoint (one write instead of two).
+    pub(super) async fn run_tasks(
+        &self,
+        current: &Current<S>,
+        planned: &mut [Planned<S>],
+        shared: &Arc<RunShared>,
+    ) -> Result<Ran<S>, RunError> {
+        let mut outcomes: Vec<Option<Outcome<S>>> =
+            planned.iter_mut().map(|t| t.prior.take()).collect();
+        let unfinished = AtomicUsize::new(outcomes.iter().filter(|o| o.is_none()).count());
+        let unfinished = &unfinished;
+        let step = current.checkpoint.step + 1;
+        let mut running = FuturesUnordered::new();
+        for (i, task) in planned.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let node = self.graph.topology.node(task.node);
+            self.emit(StreamMode::Tasks, || StreamEvent::TaskStart {
+                task_id: task.id,
+                node: node.name().to_string(),
+                step,
+            });
+            let cx = NodeContext::new(TaskShared {
+                run: shared.clone(),
+                ns: self.ns.clone(),
+                node: node.name().clone(),
+                task_id: task.id,
+                checkpoint_id: current.checkpoint.id,
+                step,
+                input: task.spec.input.clone(),
+                interrupts: Default::default(),
+            });
+            let fut = node.start(current.state.clone(), cx.clone());
+            let timeout = node.timeout();
+            let (node_index, task_id) = (task.node, task.id);
+            let checkpoint = current.checkpoint.id;
+            running.push(async move {
+                let run = async move {
+                    match timeout {
+                        Some(d) => tokio::time::timeout(d, fut)
+                            .await
+                            .unwrap_or_else(|_| Err(NodeError::timeout(d))),
+                        None => fut.await,
+                    }
+                };
+                let result = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(panic) => Err(NodeError::msg(format!(
+                        "panicked: {}",
+                        panic_message(&panic)
+                    ))),
+                };
+                let outcome = self.settle(node_index, &cx, result);
+                let write = outcome_write(task_id, &outcome, &self.graph.validators);
+                let last = unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
+                if last && matches!(outcome, Outcome::Done { .. }) {
+                    return (i, Ok((outcome, Some(write))));
+                }
+                let stored = self
+                    .saver
+                    .put_writes(&self.thread, &self.ns, checkpoint, vec![write])
+                    .await
+                    .map(|()| (outcome, None))
+                    .map_err(RunError::from);
+                (i, stored)
+            });
+        }
+        let cancel = self.cfg.cancel.clone();
+        let mut deferred = Vec::new();
+        loop {
+            let next = match &cancel {
+                Some(token) => tokio::select! {
+                    biased;
+                    () = token.cancelled() => return Err(RunError::Cancelled),
+                    next = running.next() => next,
+                },
+                None => running.next().await,
+            };
+            let Some((i, stored)) = next else { break };
+            let (outcome, unstored) = stored?;
+            deferred.extend(unstored);
+            self.emit_task_end(&planned[i], step, &outcome);
+            outcomes[i] = Some(outcome);
+        }
+        drop(running);
+        let outcomes: Vec<Outcome<S>> = outcomes
+            .into_iter()
+            .map(|o| o.expect("every task has an outcome"))
+            .collect();
+        if !deferred.is_empty() && outcomes.iter().any(|o| !matches!(o, Outcome::Done { .. })) {
+            // No checkpoint follows this step: store the result now.
+            self.store_writes(current.checkpoint.id, std::mem::take(&mut deferred))
+                .await?;
+        }
+        Ok(Ran { outcomes, deferred })
+    }
+
+    fn emit_task_end(&self, task: &Planned<S>, step: i64, outcome: &Outcome<S>) {
+        let name = self.graph.topology.name(task.node);
+        if let Outcome::Done { update, .. } = outcome {
+            self.emit(StreamMode::Updates, || StreamEvent::Update {
+                node: name.to_string(),
+                task_id: task.id,
+                update: update.clone(),
+            });
+        }
+        self.emit(StreamMode::Tasks, || StreamEvent::TaskEnd {
+            task_id: task.id,
+            node: name.to_string(),
+            step,
+            outcome: match outcome {
+                Outcome::Done { pieces, .. } => TaskOutcome::Finished(
+                    (!pieces.is_empty())
+                        .then(|| serde_json::from_str(assemble::<S>(pieces).get()).ok())
+                        .flatten(),
+                ),
+                Outcome::Failed { message, .. } => TaskOutcome::Failed(message.clone()),
+                Outcome::Interrupted(list) => TaskOutcome::Interrupted(list.clone()),
+            },
+        });
+    }
+
+    /// Stores pending writes on a checkpoint of this run's namespace.
+    pub(super) async fn store_writes(
+        &self,
+        checkpoint: crate::ids::CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<(), RunError> {
+        self.saver
+            .put_writes(&self.thread, &self.ns, checkpoint, writes)
+            .await
+            .map_err(RunError::from)
+    }
+
+    /// Turns what a node returned (and what its context recorded) into an outcome.
+    fn settle(
+        &self,
+        node: usize,
+        cx: &NodeContext,
+        result: Result<NodeOutput<S>, NodeError>,
+    ) -> Outcome<S> {
+        let failed = |message: String| Outcome::Failed {
+            message,
+            source: None,
+        };
+        let (raised, failure) = cx.take_outcome();
+        if let Some(message) = failure {
+            return failed(message);
+        }
+        if !raised.is_empty() {
+            return Outcome::Interrupted(raised);
+        }
+        let (update, gotos, resume_in_node) = match result {
+            Ok(output) => output.into_parts(),
+            Err(e) if e.is_interrupt() => {
+                return failed(
+                    "returned `Interrupted` without a pending interrupt; only propagate the \
+                     error `interrupt()` returned"
+                        .into(),
+                );
+            }
+            Err(e) => {
+                return Outcome::Failed {
+                    message: e.to_string(),
+                    source: e.into_source(),
+                };
+            }
+        };
+        if resume_in_node {
+            return failed(
+                "a node returned a `Command` with a resume value; nodes update and route, \
+                 only callers resume"
+                    .into(),
+            );
+        }
+        let goto = match self.graph.topology.node_gotos(node, gotos) {
+            Ok(goto) => goto,
+            Err(e) => return failed(e.to_string()),
+        };
+        let mut update = update;
+        let pieces = match &mut update {
+            Some(u) => {
+                u.prepare();
+                match encode_update::<S>(u) {
+                    Ok(pieces) => pieces,
+                    Err(e) => return failed(format!("its update does not serialize to JSON: {e}")),
+                }
+            }
+            None => Vec::new(),
+        };
+        Outcome::Done {
+            update,
+            pieces,
+            goto,
+        }
+    }
+}
+
+/// The pending write that stores an outcome.
+fn outcome_write<S: State>(
+    task_id: TaskId,
+    outcome: &Outcome<S>,
+    kinds: &pending::Kinds,
+) -> PendingWrite {
+    match outcome {
+        Outcome::Done { pieces, goto, .. } => pending::write(
+            task_id,
+            0,
+            WriteKind::Result,
+            &ResultPayload {
+                update: (!pieces.is_empty()).then(|| assemble::<S>(pieces)),
+                goto: goto.clone(),
+            },
+        ),
+        Outcome::Failed { message, .. } => pending::write(
+            task_id,
+            WriteKind::ERROR_IDX,
+            WriteKind::Error,
+            &ErrorPayload {
+                message: message.clone(),
+            },
+        ),
+        Outcome::Interrupted(list) => pending::interrupts_write(task_id, list, kinds),
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}

@@ -1,0 +1,89 @@
+//! `update_state`: a checkpoint written from outside a run.
+
+use std::sync::Arc;
+
+use super::commit::{Draft, encode_given};
+use super::compiled::GraphInner;
+use super::step::{Current, Runner};
+use crate::checkpoint::pending::Collected;
+use crate::context::RunConfig;
+use crate::error::{CheckpointError, RunError};
+use crate::state::State;
+
+/// Writes an `update_state` checkpoint: `update` applied to the head (or to
+/// `cfg.at_checkpoint(..)`), as if `as_node` had returned it. Returns a config at the
+/// new checkpoint.
+pub(crate) async fn update_state<S: State>(
+    graph: &Arc<GraphInner<S>>,
+    cfg: &RunConfig,
+    mut update: S::Update,
+    as_node: Option<usize>,
+) -> Result<RunConfig, RunError> {
+    let saver = graph.checkpointer.clone().ok_or(RunError::NoCheckpointer {
+        operation: "update_state",
+    })?;
+    let thread = cfg.thread_id.clone().ok_or(RunError::MissingThreadId)?;
+    let runner = Runner {
+        graph: graph.clone(),
+        saver,
+        thread: thread.clone(),
+        ns: Arc::from(""),
+        cfg: cfg.clone(),
+        sink: None,
+        before: Vec::new(),
+        after: Vec::new(),
+        limit: 0,
+        steps: 0,
+        cacheable: true,
+        shared: None,
+    };
+    let head = runner
+        .load(None)
+        .await?
+        .ok_or_else(|| RunError::UnknownThread {
+            thread: thread.to_string(),
+        })?;
+    let head_id = head.checkpoint.id;
+    let base = match cfg.checkpoint_id {
+        Some(id) if id != head_id => {
+            drop(head);
+            runner
+                .load(Some(id))
+                .await?
+                .ok_or_else(|| CheckpointError::NotFound {
+                    thread: thread.to_string(),
+                    checkpoint: id,
+                })?
+        }
+        _ => head,
+    };
+    let pieces = encode_given::<S>("update_state", &mut update)?;
+    let mut draft = Draft::update(base.checkpoint, base.state, head_id);
+    let writer = match as_node {
+        Some(n) => graph.topology.name(n).to_string(),
+        None => "update_state".to_owned(),
+    };
+    draft.apply(&writer, update, &pieces)?;
+    let next = match as_node {
+        Some(n) => {
+            let id = draft.id();
+            draft.seen_mut().insert(graph.topology.name(n).clone(), id);
+            graph.topology.routes_after(n, draft.state())?
+        }
+        None => draft.base_next(),
+    };
+    let (checkpoint, state, blobs) = draft.finish(&thread, next, cfg.metadata.clone())?;
+    let current = Current {
+        checkpoint,
+        state,
+        collected: Collected::default(),
+        created_here: true,
+    };
+    runner
+        .put(&current, blobs, Some(head_id), Vec::new())
+        .await?;
+    runner.saver.flush().await?;
+    let id = current.checkpoint.id;
+    runner.remember(id, current.state);
+    Ok(RunConfig::thread(thread.to_string()).at_checkpoint(id))
+}
