@@ -90,11 +90,7 @@ const TEXT_SSE: &str = include_str!("../fixtures/openai/text.sse");
 const RATE_LIMITED: &str = include_str!("../fixtures/openai/rate_limited.json");
 
 fn request<'a>(messages: &'a [Message], tools: &'a [ToolSpec]) -> ModelRequest<'a> {
-    ModelRequest {
-        system_prompt: Some("Be brief.".into()),
-        messages: messages.into(),
-        tools: tools.into(),
-    }
+    ModelRequest::new(messages, tools).system_prompt("Be brief.")
 }
 
 #[tokio::test]
