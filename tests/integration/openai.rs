@@ -115,6 +115,8 @@ mod real {
     );
     pub(super) const NATIVE_TEXT_LENGTH_STREAM: &str =
         include_str!("../fixtures/openai/real/llama-server-native-none-stream.sse");
+    pub(super) const REQUEST_NONE: &str =
+        include_str!("../fixtures/openai/real/requests/none.json");
     pub(super) const REQUEST_AUTO: &str =
         include_str!("../fixtures/openai/real/requests/auto.json");
     pub(super) const REQUEST_NAMED: &str =
@@ -375,8 +377,19 @@ async fn tool_choice_and_settings_are_sent_only_when_configured() {
     );
     assert!(answer.tool_calls.is_empty());
     let body = replay.requests.lock().unwrap()[0].1.clone();
-    for key in SETTINGS.iter().chain(&["top_k"]) {
-        assert!(body.get(*key).is_none(), "`{key}` was sent: {body}");
+    let keys = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let recorded: Value = serde_json::from_str(real::REQUEST_NONE).unwrap();
+    assert_eq!(
+        keys(&body),
+        keys(&recorded),
+        "the fields of the recorded request"
+    );
+    for key in SETTINGS {
+        assert!(body.get(key).is_none(), "`{key}` was sent: {body}");
     }
     assert_eq!(body["tools"].as_array().unwrap().len(), 3);
 
@@ -536,7 +549,7 @@ async fn a_llamacpp_python_stream_with_null_deltas_and_repeated_names_gives_one_
     let chunks = Mutex::new(Vec::new());
     let answer = model
         .stream(&request(&history, &tools), &|c| {
-            chunks.lock().unwrap().push(c)
+            chunks.lock().unwrap().push(c);
         })
         .await
         .unwrap();
