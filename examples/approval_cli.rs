@@ -1,22 +1,29 @@
 //! An agent whose risky tool calls wait for you at the terminal.
 //!
-//! Run with `cargo run -p hitl-examples --example approval_cli`.
+//! Run with `cargo run -p hitl-examples --example approval_cli`, or against a local
+//! OpenAI-compatible server (llama.cpp, llama-cpp-python, Ollama, vLLM, ...) with
+//! `cargo run -p hitl-examples --example approval_cli -- --base-url http://127.0.0.1:8080/v1 --model gemma`.
 //!
-//! The agent (a scripted model, or any OpenAI-compatible model when `OPENAI_API_KEY`
-//! is set, with `OPENAI_BASE_URL` and `OPENAI_MODEL` optional) has three tools on a
-//! pretend workspace: `read_file` (runs without review), `delete_file` (approve or
-//! reject) and `send_email` (approve, edit or reject). When it proposes a reviewed
-//! call, the run pauses and you decide. Threads are stored in `hitl-demo.db` in the
-//! current directory: quit at the prompt (`q` or Ctrl-D) and resume later with
+//! The model is the one at `--base-url` (or `OPENAI_BASE_URL`) named `--model` (or
+//! `OPENAI_MODEL`), which needs no API key; else OpenAI's when `OPENAI_API_KEY` is set
+//! (model `gpt-4o-mini` unless named); else a scripted demo model. The agent has three
+//! tools on a pretend workspace: `read_file` (runs without review), `delete_file`
+//! (approve or reject) and `send_email` (approve, edit or reject). When it proposes a
+//! reviewed call, the run pauses and you decide. Threads are stored in `hitl-demo.db`
+//! in the current directory: quit at the prompt (`q` or Ctrl-D) and resume later with
 //! `--thread <id>`, even after the program exited.
 //!
 //! Options: `--thread <id>` (resume or start that thread), `--message <text>` (what you
-//! ask the agent), `--auto approve|reject` (decide without asking), `--db <file>`.
+//! ask the agent), `--auto approve|reject` (decide without asking), `--db <file>`,
+//! `--base-url <url>`, `--model <name>`, `--tool-choice auto|none|required|<tool>`
+//! (llama-cpp-python calls tools only with `--tool-choice auto`).
 
 use std::io::{BufRead, Write};
 
-use clap::{Parser, ValueEnum};
-use hitl_runtime::agent::{Agent, ChatModel, HumanInTheLoop, OpenAiModel, create_agent};
+use clap::{CommandFactory, Parser, ValueEnum};
+use hitl_runtime::agent::{
+    Agent, ChatModel, HumanInTheLoop, OpenAiModel, ToolChoice, create_agent,
+};
 use hitl_runtime::message::AssistantMessage;
 use hitl_runtime::testing::ScriptedModel;
 use hitl_runtime::{
@@ -82,6 +89,51 @@ struct Args {
     /// The SQLite file threads are stored in.
     #[arg(long, default_value = "hitl-demo.db")]
     db: String,
+    /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8080/v1` (default:
+    /// `OPENAI_BASE_URL`).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The name of the model the server serves (default: `OPENAI_MODEL`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Whether the model must call a tool: `auto`, `none`, `required` or a tool's name
+    /// (default: not sent).
+    #[arg(long)]
+    tool_choice: Option<String>,
+}
+
+/// The model the flags and the environment name, if any (else the scripted demo).
+fn configured_model(args: &Args) -> Result<Option<OpenAiModel>, String> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let base_url = args.base_url.clone().or_else(|| env("OPENAI_BASE_URL"));
+    let name = args.model.clone().or_else(|| env("OPENAI_MODEL"));
+    let mut model = match (base_url, env("OPENAI_API_KEY")) {
+        (Some(url), _) => {
+            let Some(name) = name else {
+                return Err(format!(
+                    "--model <name> (or OPENAI_MODEL) is needed with a base URL: the model the server at {url} serves"
+                ));
+            };
+            OpenAiModel::new(name).base_url(url)
+        }
+        (None, Some(_)) => OpenAiModel::new(name.unwrap_or_else(|| "gpt-4o-mini".into())),
+        (None, None) if name.is_some() || args.tool_choice.is_some() => {
+            return Err(
+                "--model and --tool-choice need a server: pass --base-url (or set OPENAI_BASE_URL), or set OPENAI_API_KEY for OpenAI"
+                    .into(),
+            );
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Some(choice) = &args.tool_choice {
+        model = model.tool_choice(match choice.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            tool => ToolChoice::function(tool),
+        });
+    }
+    Ok(Some(model))
 }
 
 /// The demo's model: reads the notes, then proposes the two risky calls, then
@@ -277,6 +329,13 @@ fn print_new_messages(messages: &[Message], from: usize) {
                 for c in &a.tool_calls {
                     println!("agent wants to call {} {}", c.name, c.args);
                 }
+                for c in &a.invalid_tool_calls {
+                    println!(
+                        "agent tried to call {} with arguments that are not JSON: {}",
+                        c.name.as_deref().unwrap_or("?"),
+                        c.args.as_deref().unwrap_or("")
+                    );
+                }
             }
             Message::Tool(t) => println!("  {} -> {}", t.name.as_deref().unwrap_or("?"), t.content),
             Message::System(_) => {}
@@ -287,13 +346,21 @@ fn print_new_messages(messages: &[Message], from: usize) {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let model = configured_model(&args).unwrap_or_else(|message| {
+        Args::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+            .exit()
+    });
     let saver = SqliteSaver::open(&args.db).await?;
-    let agent = match OpenAiModel::from_env() {
-        Ok(model) => {
-            println!("Using {} at an OpenAI-compatible endpoint.", model.model());
+    let agent = match model {
+        Some(model) => {
+            println!("model: {} ({})", model.model(), model.endpoint());
             agent_with(model, saver)?
         }
-        Err(_) => agent_with(scripted_model(), saver)?,
+        None => {
+            println!("model: scripted demo");
+            agent_with(scripted_model(), saver)?
+        }
     };
     let thread = args
         .thread

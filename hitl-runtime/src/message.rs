@@ -2,10 +2,10 @@
 //!
 //! A message serializes as the flat dict LangChain and LangGraph clients exchange:
 //! `{"type": "human" | "ai" | "tool" | "system", "content": ..., "id": ...}`, with
-//! `tool_calls` on assistant messages and `tool_call_id` / `status` on tool messages.
-//! Empty optional fields are omitted; on input the other LangChain keys
-//! (`additional_kwargs`, `response_metadata`, `invalid_tool_calls`, ...) are accepted and
-//! the two metadata maps are kept. OpenAI-style role dicts (`{"role": "user", ...}`)
+//! `tool_calls` (and `invalid_tool_calls`) on assistant messages and `tool_call_id` /
+//! `status` on tool messages. Empty optional fields are omitted; on input the other
+//! LangChain keys (`additional_kwargs`, `response_metadata`, ...) are accepted and the
+//! two metadata maps are kept. OpenAI-style role dicts (`{"role": "user", ...}`)
 //! are accepted as input too.
 
 use std::fmt;
@@ -112,6 +112,54 @@ impl ToolCall {
     }
 }
 
+/// A tool call the model made whose arguments are not valid JSON, as LangChain's
+/// `InvalidToolCall`. An agent never runs it nor asks a reviewer about it: it answers
+/// it with an error tool message, and the model gets another turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvalidToolCall {
+    /// The tool's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The arguments as the model sent them.
+    #[serde(default)]
+    pub args: Option<String>,
+    /// The call id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Why the arguments do not parse.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(
+        rename = "type",
+        default = "invalid_tool_call_type",
+        skip_deserializing
+    )]
+    kind: &'static str,
+}
+
+fn invalid_tool_call_type() -> &'static str {
+    "invalid_tool_call"
+}
+
+impl InvalidToolCall {
+    /// A call named `name`, with id `id`, whose raw arguments `args` fail to parse
+    /// with `error`.
+    pub fn new(
+        name: impl Into<String>,
+        args: impl Into<String>,
+        id: impl Into<String>,
+        error: impl Into<String>,
+    ) -> Self {
+        InvalidToolCall {
+            name: Some(name.into()),
+            args: Some(args.into()),
+            id: Some(id.into()),
+            error: Some(error.into()),
+            kind: "invalid_tool_call",
+        }
+    }
+}
+
 /// Whether a tool ran successfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,6 +212,9 @@ pub struct AssistantMessage {
     /// The tools the model wants to call, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// Calls that cannot run because their arguments are not valid JSON.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid_tool_calls: Vec<InvalidToolCall>,
     /// Provider metadata (model name, finish reason, ...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub response_metadata: Map<String, Value>,

@@ -42,7 +42,7 @@ pub use hitl::{
     ReviewConfig, ReviewMode, ToolApprovalRequest,
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
-pub use model::{ChatModel, ModelError, ModelRequest};
+pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use openai::OpenAiModel;
@@ -53,7 +53,9 @@ use crate::context::NodeContext;
 use crate::error::{GraphError, NodeError};
 use crate::graph::Command;
 use crate::graph::{END, Goto, NodeHandle, NodeOutput, START, SendTo, StateGraph};
-use crate::message::{AssistantMessage, Content, Message, ToolCall, ToolMessage, ToolStatus};
+use crate::message::{
+    AssistantMessage, Content, InvalidToolCall, Message, ToolCall, ToolMessage, ToolStatus,
+};
 use crate::policy::Action;
 use crate::run::CompiledGraph;
 use crate::run::Input;
@@ -464,7 +466,8 @@ fn route_after_model(
                 None => (None, &[], None),
             },
         };
-    let Some(ai) = ai.filter(|ai| !ai.tool_calls.is_empty()) else {
+    let Some(ai) = ai.filter(|ai| !ai.tool_calls.is_empty() || !ai.invalid_tool_calls.is_empty())
+    else {
         return vec![wiring.exit()];
     };
     let after_in_update = match ai_in_update {
@@ -593,6 +596,8 @@ async fn run_model(
         system_prompt: shared.system_prompt.as_deref().map(Cow::Borrowed),
         messages: Cow::Borrowed(&state.messages),
         tools: Cow::Borrowed(&shared.specs),
+        tool_choice: None,
+        settings: ModelSettings::default(),
     };
     let next = ModelNext {
         chain: &shared.middleware,
@@ -608,13 +613,41 @@ async fn run_model(
             call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
         }
     }
-    let messages = vec![Message::Assistant(ai)];
+    for call in &mut ai.invalid_tool_calls {
+        if call.id.as_deref().is_none_or(str::is_empty) {
+            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
+        }
+    }
+    // Calls that cannot run are answered at once: never reviewed, never run.
+    let answers: Vec<Message> = ai
+        .invalid_tool_calls
+        .iter()
+        .map(invalid_call_answer)
+        .collect();
+    let mut messages = vec![Message::Assistant(ai)];
+    messages.extend(answers);
     let wiring = shared.wiring();
     let goto = match wiring.after_model.first() {
         Some(first) => vec![Goto::Node(*first)],
         None => route_after_model(shared, &state.messages, &messages),
     };
     Ok(command(Some(AgentStateUpdate::default().messages(messages)), goto).into())
+}
+
+/// The error tool message answering a call the model made with arguments that are
+/// not JSON, so that it can correct itself on its next turn.
+fn invalid_call_answer(call: &InvalidToolCall) -> Message {
+    let id = call.id.clone().unwrap_or_default();
+    let name = call.name.clone().unwrap_or_default();
+    let error = call.error.as_deref().unwrap_or("they do not parse");
+    Message::tool_error(
+        id.clone(),
+        name.clone(),
+        format!(
+            "Error: the arguments of tool call '{id}' to '{name}' are not valid JSON: {error}. \
+             The tool did not run; please fix the arguments and try again."
+        ),
+    )
 }
 
 /// The text of a tool's output: strings as they are, nothing for null, JSON otherwise.
