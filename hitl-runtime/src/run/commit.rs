@@ -71,6 +71,14 @@ pub(super) fn assemble<S: State>(pieces: &Pieces) -> Box<RawValue> {
     RawValue::from_string(json).expect("concatenated valid JSON is valid JSON")
 }
 
+/// A checkpoint made by [`Draft::finish`]: the record, its state, and the blobs of the
+/// channels that changed.
+pub(super) struct Made<S> {
+    pub(super) checkpoint: Arc<Checkpoint>,
+    pub(super) state: Arc<S>,
+    pub(super) blobs: Vec<Blob>,
+}
+
 /// A checkpoint being made.
 pub(super) struct Draft<S: State> {
     id: CheckpointId,
@@ -210,7 +218,7 @@ impl<S: State> Draft<S> {
         thread: &str,
         next: Vec<TaskSpec>,
         metadata: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(Arc<Checkpoint>, Arc<S>, Vec<Blob>), RunError> {
+    ) -> Result<Made<S>, RunError> {
         let (channels, blobs) = match (&self.base, self.source) {
             // A fork copies the old checkpoint's channels as they are.
             (Some(old), CheckpointSource::Fork) => (old.channels.clone(), Vec::new()),
@@ -235,6 +243,10 @@ impl<S: State> Draft<S> {
             next,
             metadata,
         };
-        Ok((Arc::new(checkpoint), self.state, blobs))
+        Ok(Made {
+            checkpoint: Arc::new(checkpoint),
+            state: self.state,
+            blobs,
+        })
     }
 }

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::commit::{Draft, Pieces, decode_update, encode_given};
+use super::commit::{Draft, Made, Pieces, decode_update, encode_given};
 use super::compiled::GraphInner;
 use super::input::Input;
 use super::output::{RunOutput, RunStatus};
@@ -472,8 +472,11 @@ impl<S: State> Runner<S> {
             .topology
             .next_tasks(&ran, draft.state(), &mut seen, id)?;
         *draft.seen_mut() = seen;
-        let (checkpoint, state, blobs) =
-            draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
+        let Made {
+            checkpoint,
+            state,
+            blobs,
+        } = draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
         let current = Current {
             checkpoint,
             state,
@@ -611,8 +614,11 @@ impl<S: State> Runner<S> {
             Some(n) => n,
             None => self.graph.topology.entry(draft.state())?,
         };
-        let (checkpoint, state, blobs) =
-            draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
+        let Made {
+            checkpoint,
+            state,
+            blobs,
+        } = draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
         let current = Current {
             checkpoint,
             state,
@@ -636,7 +642,11 @@ impl<S: State> Runner<S> {
         metadata.extend(self.cfg.metadata.clone());
         let draft = Draft::fork(old.checkpoint, old.state, head.checkpoint.id);
         let next = draft.base_next();
-        let (checkpoint, state, blobs) = draft.finish(&self.thread, next, metadata)?;
+        let Made {
+            checkpoint,
+            state,
+            blobs,
+        } = draft.finish(&self.thread, next, metadata)?;
         let current = Current {
             checkpoint,
             state,

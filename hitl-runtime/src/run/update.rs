@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::commit::{Draft, encode_given};
+use super::commit::{Draft, Made, encode_given};
 use super::compiled::GraphInner;
 use super::step::{Current, Runner};
 use crate::checkpoint::pending::Collected;
@@ -72,7 +72,11 @@ pub(crate) async fn update_state<S: State>(
         }
         None => draft.base_next(),
     };
-    let (checkpoint, state, blobs) = draft.finish(&thread, next, cfg.metadata.clone())?;
+    let Made {
+        checkpoint,
+        state,
+        blobs,
+    } = draft.finish(&thread, next, cfg.metadata.clone())?;
     let current = Current {
         checkpoint,
         state,
