@@ -51,7 +51,7 @@ impl<S> fmt::Debug for SendTo<S> {
     }
 }
 
-/// Where a run goes next: a node, a [`SendTo`], or [`END`].
+/// Where a run goes next: a node, a [`SendTo`], or [`END`](crate::END).
 pub enum Goto<S> {
     /// Run this node in the next superstep.
     Node(NodeHandle<S>),
@@ -234,7 +234,7 @@ impl<S: State> From<Vec<SendTo<S>>> for NodeOutput<S> {
     }
 }
 
-/// Where an edge starts: [`START`] or a node.
+/// Where an edge starts: [`START`](crate::START) or a node.
 #[derive(Debug)]
 pub enum EdgeSource<S> {
     /// The start of the run.
@@ -254,7 +254,7 @@ impl<S> From<NodeHandle<S>> for EdgeSource<S> {
     }
 }
 
-/// Where an edge ends: a node or [`END`].
+/// Where an edge ends: a node or [`END`](crate::END).
 #[derive(Debug)]
 pub enum EdgeTarget<S> {
     /// A node.
