@@ -59,6 +59,50 @@ pub(crate) fn unknown_key(path: &syn::Path, attr: &str, allowed: &[&str]) -> syn
     syn::Error::new_spanned(path, message)
 }
 
+/// The value of a `crate = "::path::to::hitl_runtime"` key: the path generated code
+/// uses instead of `::hitl_runtime` (for a re-export of the crate).
+pub(crate) fn crate_path(
+    cx: &Ctxt,
+    value: syn::parse::ParseStream<'_>,
+) -> syn::Result<Option<syn::Path>> {
+    let lit: syn::LitStr = value.parse()?;
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Ok(Some(path)),
+        Err(_) => {
+            cx.error_spanned_by(&lit, "expected a path, e.g. `crate = \"::hitl_runtime\"`");
+            Ok(None)
+        }
+    }
+}
+
+/// An optional `crate = "::path";` before the items of a function-like macro.
+pub(crate) fn crate_prefix(
+    cx: &Ctxt,
+    input: syn::parse::ParseStream<'_>,
+) -> syn::Result<Option<syn::Path>> {
+    if !(input.peek(syn::Token![crate]) && input.peek2(syn::Token![=])) {
+        return Ok(None);
+    }
+    input.parse::<syn::Token![crate]>()?;
+    input.parse::<syn::Token![=]>()?;
+    let path = crate_path(cx, input)?;
+    input.parse::<syn::Token![;]>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected `;` after `crate = \"...\"`, then the items",
+        )
+    })?;
+    Ok(path)
+}
+
+/// The root path of `hitl_runtime` in generated code.
+pub(crate) fn root(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
+        Some(path) => path.to_token_stream(),
+        None => quote::quote!(::hitl_runtime),
+    }
+}
+
 /// The candidate closest to `word`, if it is close enough to be a typo.
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates

@@ -4,12 +4,13 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
 
-use crate::attr::{Slot, unknown_key};
+use crate::attr::{Slot, crate_path, root, unknown_key};
 use crate::ctxt::Ctxt;
 
 pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let mut resume = Slot::new(&cx, "interrupt(..)", "resume");
+    let mut krate = Slot::new(&cx, "interrupt(..)", "crate");
     for attr in input
         .attrs
         .iter()
@@ -20,8 +21,17 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 let ty: syn::Type = meta.value()?.parse()?;
                 resume.set(&meta.path, ty);
                 Ok(())
+            } else if meta.path.is_ident("crate") {
+                if let Some(path) = crate_path(&cx, meta.value()?)? {
+                    krate.set(&meta.path, path);
+                }
+                Ok(())
             } else {
-                Err(unknown_key(&meta.path, "interrupt(..)", &["resume"]))
+                Err(unknown_key(
+                    &meta.path,
+                    "interrupt(..)",
+                    &["resume", "crate"],
+                ))
             }
         });
         if let Err(e) = result {
@@ -29,6 +39,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         }
     }
     let resume = resume.get();
+    let root = root(krate.get().as_ref());
     if resume.is_none() && !cx.has_errors() {
         cx.error_spanned_by(
             &input.ident,
@@ -43,9 +54,9 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let resume = resume.expect("checked above");
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let rt = quote!(::hitl_runtime::__private);
+    let rt = quote!(#root::__private);
     Ok(quote! {
-        impl #impl_generics ::hitl_runtime::Interrupt for #name #ty_generics #where_clause {
+        impl #impl_generics #root::Interrupt for #name #ty_generics #where_clause {
             type Resume = #resume;
 
             fn resume_schema() -> ::core::option::Option<#rt::Arc<#rt::serde_json::Value>> {

@@ -1,10 +1,12 @@
-//! `interrupt_on! { tool: [decisions] | true | false, .. }`.
+//! `interrupt_on! { tool: [decisions] | true | false, .. }` (after an optional
+//! `crate = "::path";` for a re-export of `hitl_runtime`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::parse::ParseStream;
 use syn::{LitBool, Token};
 
+use crate::attr::{crate_prefix, root};
 use crate::ctxt::Ctxt;
 use crate::decisions::{self, Decisions};
 
@@ -19,6 +21,7 @@ struct Entry {
 }
 
 struct Entries {
+    krate: Option<syn::Path>,
     entries: Vec<Entry>,
 }
 
@@ -29,6 +32,7 @@ struct Input<'c> {
 
 impl Input<'_> {
     fn parse(&self, input: ParseStream<'_>) -> syn::Result<Entries> {
+        let krate = crate_prefix(self.cx, input)?;
         let mut entries = Vec::new();
         while !input.is_empty() {
             let tool: syn::Path = input.parse()?;
@@ -48,7 +52,7 @@ impl Input<'_> {
             }
             input.parse::<Token![,]>()?;
         }
-        Ok(Entries { entries })
+        Ok(Entries { krate, entries })
     }
 }
 
@@ -80,7 +84,7 @@ pub(crate) fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
         seen.push(name);
     }
     cx.check()?;
-    let root = quote!(::hitl_runtime);
+    let root = root(entries.krate.as_ref());
     let sets = entries.entries.iter().map(|entry| {
         let tool = &entry.tool;
         let policy = match &entry.setting {

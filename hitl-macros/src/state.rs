@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields};
 
-use crate::attr::{Slot, closest, unknown_key};
+use crate::attr::{Slot, closest, crate_path, root, unknown_key};
 use crate::ctxt::Ctxt;
 
 const REDUCERS: &[&str] = &["append", "messages", "last_value"];
@@ -25,9 +25,31 @@ struct Channel<'a> {
 
 pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
+    let krate = parse_container(&cx, &input);
     let channels = parse(&cx, &input);
     cx.check()?;
-    Ok(generate(&input, &channels))
+    Ok(generate(&input, &channels, &root(krate.as_ref())))
+}
+
+/// The struct's own `#[state(crate = "::path")]`.
+fn parse_container(cx: &Ctxt, input: &DeriveInput) -> Option<syn::Path> {
+    let mut krate = Slot::new(cx, "state(..)", "crate");
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("state")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                if let Some(path) = crate_path(cx, meta.value()?)? {
+                    krate.set(&meta.path, path);
+                }
+                Ok(())
+            } else {
+                Err(unknown_key(&meta.path, "state(..)", &["crate"]))
+            }
+        });
+        if let Err(e) = result {
+            cx.push(e);
+        }
+    }
+    krate.get()
 }
 
 fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Vec<Channel<'a>> {
@@ -128,12 +150,12 @@ fn parse_reducer(path: &syn::Path) -> syn::Result<Reducer> {
     Ok(Reducer::Custom(path.clone()))
 }
 
-fn generate(input: &DeriveInput, channels: &[Channel<'_>]) -> TokenStream {
+fn generate(input: &DeriveInput, channels: &[Channel<'_>], root: &TokenStream) -> TokenStream {
     let name = &input.ident;
     let vis = &input.vis;
     let update = format_ident!("{}Update", name);
-    let rt = quote!(::hitl_runtime::__private);
-    let serde_crate = "::hitl_runtime::__private::serde";
+    let rt = quote!(#root::__private);
+    let serde_crate = format!("{}::__private::serde", root.to_string().replace(' ', ""));
 
     let idents: Vec<_> = channels.iter().map(|c| c.ident).collect();
     let tys: Vec<_> = channels.iter().map(|c| &c.field.ty).collect();

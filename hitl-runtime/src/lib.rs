@@ -97,6 +97,12 @@ pub use tool::{DynTool, Tool, ToolContext, ToolError, ToolSet, ToolSpec};
 /// method per field), `From<FlowUpdate>` for node outputs and run inputs, and the
 /// per-channel (de)serialization the checkpointers use. Append and message channels
 /// are checkpointed as deltas.
+///
+/// Generated code names `::hitl_runtime`; reaching the crate under another name (a
+/// renamed dependency, a re-export), say so with `#[state(crate = "::my_hitl")]` on the
+/// struct. Every macro takes the same key: `#[tool(crate = "..")]`,
+/// `#[interrupt(crate = "..")]`, `interrupt_on! { crate = ".."; .. }`,
+/// `tools![crate = ".."; ..]`.
 #[cfg(feature = "macros")]
 pub use hitl_macros::State;
 
@@ -114,6 +120,8 @@ pub use hitl_macros::State;
 /// #[interrupt(resume = TransferDecision)]
 /// struct LargeTransfer { amount: f64, to: String }
 /// ```
+///
+/// Keys: `resume = Type` (required), `crate = "::path"` (through a re-export).
 #[cfg(feature = "macros")]
 pub use hitl_macros::Interrupt;
 
@@ -145,12 +153,14 @@ pub use hitl_macros::tool;
 ///
 /// Each key is a tool in scope (a misspelled name does not compile) and each decision
 /// is one of `approve`, `edit`, `reject`, `respond` (anything else does not compile).
+/// Through a re-export of this crate, start with `crate = "::my_hitl";`.
 #[cfg(feature = "macros")]
 pub use hitl_macros::interrupt_on;
 
 /// A typed set of tools for an agent: `tools![read_file, delete_file]`.
 ///
-/// Each name must be a `#[tool]` in scope; a missing one does not compile.
+/// Each name must be a `#[tool]` in scope; a missing one does not compile. Through a
+/// re-export of this crate: `tools![crate = "::my_hitl"; read_file, delete_file]`.
 #[cfg(feature = "macros")]
 pub use hitl_macros::tools;
 

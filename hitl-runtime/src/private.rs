@@ -18,12 +18,10 @@ pub use crate::policy::{
 };
 pub use crate::run::Input;
 pub use crate::schema::schema_of;
-pub use crate::state::{
-    ChannelMask, ChannelSpec, ReducerKind, State, StateUpdate, StepWrites, reducers,
-};
-pub use crate::tool::{
-    Tool, ToolContext, ToolError, ToolSet, decode_args, tool_result, tool_value,
-};
+pub use crate::state::plumbing::{ChannelMask, ChannelSpec, ReducerKind, StepWrites, reducers};
+pub use crate::state::{State, StateUpdate};
+pub use crate::tool::plumbing::{decode_args, tool_result, tool_value};
+pub use crate::tool::{Tool, ToolContext, ToolError, ToolSet};
 
 /// The error for a channel index a state does not have (a runtime bug if it happens).
 pub fn unknown_channel<T>(channel: usize) -> Result<T, serde_json::Error> {

@@ -4,7 +4,6 @@
 //! attribute. The generated type implements [`Tool`]; [`ToolSet`] (`tools![..]`)
 //! collects tools for an agent.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -115,27 +114,6 @@ pub trait Tool: Send + Sync + 'static {
     }
 }
 
-/// Decodes a tool's arguments, naming the offending field on failure.
-pub fn decode_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
-    serde_path_to_error::deserialize(args).map_err(|e| {
-        let mut segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
-        let inner = e.into_inner().to_string();
-        if inner.starts_with("unknown field") {
-            // The path ends at the unknown field itself; the message already names it.
-            segments.pop();
-        }
-        let path = segments.join(".");
-        ToolError::InvalidArgs {
-            tool: tool.to_owned(),
-            message: if path.is_empty() {
-                inner
-            } else {
-                format!("{path}: {inner}")
-            },
-        }
-    })
-}
-
 /// A tool known at run time: what agents hold.
 pub trait DynTool: Send + Sync + 'static {
     /// Its name.
@@ -170,7 +148,7 @@ impl<T: Tool> DynTool for Typed<T> {
     }
 
     fn call(&self, args: Value, cx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>> {
-        match decode_args::<T::Args>(T::NAME, args) {
+        match plumbing::decode_args::<T::Args>(T::NAME, args) {
             Ok(args) => T::call(args, cx),
             Err(e) => async move { Err(e) }.boxed(),
         }
@@ -358,26 +336,62 @@ impl ToolContext {
     }
 }
 
-/// Converts what a `#[tool]` function returned.
-pub fn tool_result<T: Serialize, E: fmt::Display + 'static>(
-    result: Result<T, E>,
-) -> Result<Value, ToolError> {
-    match result {
-        Ok(value) => tool_value(value),
-        Err(e) => {
-            let message = e.to_string();
-            let boxed: Box<dyn Any> = Box::new(e);
-            match boxed.downcast::<ToolError>() {
-                Ok(tool_error) => Err(*tool_error),
-                Err(_) => Err(ToolError::Failed(message)),
+/// Plumbing for the code `#[tool]` generates: decoding arguments and converting what a
+/// tool function returned. Not part of the public API: no semver guarantees; generated
+/// code reaches it through `hitl_runtime::__private`.
+#[doc(hidden)]
+pub mod plumbing {
+    use std::any::Any;
+    use std::fmt;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    use super::ToolError;
+
+    /// Decodes a tool's arguments, naming the offending field on failure.
+    pub fn decode_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
+        serde_path_to_error::deserialize(args).map_err(|e| {
+            let mut segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+            let inner = e.into_inner().to_string();
+            if inner.starts_with("unknown field") {
+                // The path ends at the unknown field itself; the message already names it.
+                segments.pop();
+            }
+            let path = segments.join(".");
+            ToolError::InvalidArgs {
+                tool: tool.to_owned(),
+                message: if path.is_empty() {
+                    inner
+                } else {
+                    format!("{path}: {inner}")
+                },
+            }
+        })
+    }
+
+    /// Converts what a `#[tool]` function returned.
+    pub fn tool_result<T: Serialize, E: fmt::Display + 'static>(
+        result: Result<T, E>,
+    ) -> Result<Value, ToolError> {
+        match result {
+            Ok(value) => tool_value(value),
+            Err(e) => {
+                let message = e.to_string();
+                let boxed: Box<dyn Any> = Box::new(e);
+                match boxed.downcast::<ToolError>() {
+                    Ok(tool_error) => Err(*tool_error),
+                    Err(_) => Err(ToolError::Failed(message)),
+                }
             }
         }
     }
-}
 
-/// Converts what an infallible `#[tool]` function returned.
-pub fn tool_value<T: Serialize>(value: T) -> Result<Value, ToolError> {
-    serde_json::to_value(value).map_err(|e| {
-        ToolError::Failed(format!("the tool's output does not serialize to JSON: {e}"))
-    })
+    /// Converts what an infallible `#[tool]` function returned.
+    pub fn tool_value<T: Serialize>(value: T) -> Result<Value, ToolError> {
+        serde_json::to_value(value).map_err(|e| {
+            ToolError::Failed(format!("the tool's output does not serialize to JSON: {e}"))
+        })
+    }
 }

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::{LitStr, Token};
 
-use crate::attr::{Slot, unknown_key};
+use crate::attr::{Slot, crate_path, unknown_key};
 use crate::ctxt::Ctxt;
 use crate::decisions::{self, Decisions};
 
@@ -70,12 +70,8 @@ pub(crate) fn parse(cx: &Ctxt, attr: TokenStream) -> ToolArgs {
         } else if meta.path.is_ident("description") {
             description.set(&meta.path, meta.value()?.parse::<LitStr>()?);
         } else if meta.path.is_ident("crate") {
-            let lit: LitStr = meta.value()?.parse()?;
-            match lit.parse::<syn::Path>() {
-                Ok(path) => krate.set(&meta.path, path),
-                Err(_) => {
-                    cx.error_spanned_by(&lit, "expected a path, e.g. `crate = \"::hitl_runtime\"`");
-                }
+            if let Some(path) = crate_path(cx, meta.value()?)? {
+                krate.set(&meta.path, path);
             }
         } else if meta.path.is_ident("interrupt") {
             let parsed = parse_interrupt(cx, &meta)?;

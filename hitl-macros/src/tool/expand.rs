@@ -24,10 +24,7 @@ pub(crate) fn pascal(ident: &syn::Ident) -> String {
 }
 
 pub(crate) fn root(args: &ToolArgs) -> TokenStream {
-    match &args.krate {
-        Some(path) => quote!(#path),
-        None => quote!(::hitl_runtime),
-    }
+    crate::attr::root(args.krate.as_ref())
 }
 
 pub(crate) fn tool_name(args: &ToolArgs, f: &ToolFn) -> String {

@@ -39,22 +39,24 @@ pub(crate) fn materialize<S: State>(
                 .blobs
                 .iter()
                 .find(|b| &*b.channel == spec.name && b.version == version)
-                .ok_or_else(|| CheckpointError::Corrupt {
-                    thread: thread.to_owned(),
-                    message: format!(
-                        "checkpoint {} needs blob {} of channel `{}`, which is missing",
-                        stored.checkpoint.id, version, spec.name
-                    ),
+                .ok_or_else(|| {
+                    CheckpointError::corrupt(
+                        thread,
+                        format!(
+                            "checkpoint {} needs blob {} of channel `{}`, which is missing",
+                            stored.checkpoint.id, version, spec.name
+                        ),
+                    )
                 })?;
             chain.push(blob);
             match blob.kind {
                 BlobKind::Full => break,
                 BlobKind::Delta { base } => {
                     if chain.len() > stored.blobs.len() {
-                        return Err(CheckpointError::Corrupt {
-                            thread: thread.to_owned(),
-                            message: format!("delta chain of channel `{}` loops", spec.name),
-                        });
+                        return Err(CheckpointError::corrupt(
+                            thread,
+                            format!("delta chain of channel `{}` loops", spec.name),
+                        ));
                     }
                     version = base;
                 }

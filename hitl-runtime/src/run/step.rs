@@ -45,6 +45,19 @@ pub(crate) struct Current<S: State> {
     pub(crate) created_here: bool,
 }
 
+impl<S: State> Current<S> {
+    /// A checkpoint just made, with no pending writes yet; and its new blobs.
+    pub(crate) fn made(made: Made<S>, created_here: bool) -> (Self, Vec<Blob>) {
+        let current = Current {
+            checkpoint: made.checkpoint,
+            state: made.state,
+            collected: Collected::default(),
+            created_here,
+        };
+        (current, made.blobs)
+    }
+}
+
 /// Why a run stops to wait for a human.
 pub(crate) enum Pause<S: State> {
     /// Tasks raised interrupts: every pending one, the state with the finished
@@ -472,17 +485,10 @@ impl<S: State> Runner<S> {
             .topology
             .next_tasks(&ran, draft.state(), &mut seen, id)?;
         *draft.seen_mut() = seen;
-        let Made {
-            checkpoint,
-            state,
-            blobs,
-        } = draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
-        let current = Current {
-            checkpoint,
-            state,
-            collected: Collected::default(),
-            created_here: true,
-        };
+        let (current, blobs) = Current::made(
+            draft.finish(&self.thread, next, self.cfg.metadata.clone())?,
+            true,
+        );
         Ok((current, blobs))
     }
 
@@ -614,17 +620,10 @@ impl<S: State> Runner<S> {
             Some(n) => n,
             None => self.graph.topology.entry(draft.state())?,
         };
-        let Made {
-            checkpoint,
-            state,
-            blobs,
-        } = draft.finish(&self.thread, next, self.cfg.metadata.clone())?;
-        let current = Current {
-            checkpoint,
-            state,
-            collected: Collected::default(),
-            created_here: true,
-        };
+        let (current, blobs) = Current::made(
+            draft.finish(&self.thread, next, self.cfg.metadata.clone())?,
+            true,
+        );
         self.put(&current, blobs, expected_head, Vec::new()).await?;
         Ok(current)
     }
@@ -642,17 +641,7 @@ impl<S: State> Runner<S> {
         metadata.extend(self.cfg.metadata.clone());
         let draft = Draft::fork(old.checkpoint, old.state, head.checkpoint.id);
         let next = draft.base_next();
-        let Made {
-            checkpoint,
-            state,
-            blobs,
-        } = draft.finish(&self.thread, next, metadata)?;
-        let current = Current {
-            checkpoint,
-            state,
-            collected: Collected::default(),
-            created_here: false,
-        };
+        let (current, blobs) = Current::made(draft.finish(&self.thread, next, metadata)?, false);
         self.put(&current, blobs, Some(head.checkpoint.id), Vec::new())
             .await?;
         Ok(current)

@@ -67,16 +67,16 @@ impl<S: State> Runner<S> {
         );
         let mut planned = Vec::new();
         for (position, spec) in specs.enumerate() {
-            let node = topology
-                .index_of(&spec.node)
-                .ok_or_else(|| CheckpointError::Corrupt {
-                    thread: self.thread.to_string(),
-                    message: format!(
+            let node = topology.index_of(&spec.node).ok_or_else(|| {
+                CheckpointError::corrupt(
+                    &self.thread,
+                    format!(
                         "checkpoint {} schedules node `{}`, which this graph does not have \
                          (was the graph changed since it was written?)",
                         current.checkpoint.id, spec.node
                     ),
-                })?;
+                )
+            })?;
             let id = TaskId::derive(
                 current.checkpoint.id,
                 &self.ns,

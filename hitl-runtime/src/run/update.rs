@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use super::commit::{Draft, Made, encode_given};
+use super::commit::{Draft, encode_given};
 use super::compiled::GraphInner;
 use super::step::{Current, Runner};
-use crate::checkpoint::pending::Collected;
 use crate::context::RunConfig;
 use crate::error::{CheckpointError, RunError};
 use crate::state::State;
@@ -72,17 +71,7 @@ pub(crate) async fn update_state<S: State>(
         }
         None => draft.base_next(),
     };
-    let Made {
-        checkpoint,
-        state,
-        blobs,
-    } = draft.finish(&thread, next, cfg.metadata.clone())?;
-    let current = Current {
-        checkpoint,
-        state,
-        collected: Collected::default(),
-        created_here: true,
-    };
+    let (current, blobs) = Current::made(draft.finish(&thread, next, cfg.metadata.clone())?, true);
     runner
         .put(&current, blobs, Some(head_id), Vec::new())
         .await?;

@@ -1,0 +1,442 @@
+//! Human review of tool calls: `HumanInTheLoopMiddleware`.
+//!
+//! It speaks LangChain's wire format. In batched mode (the default) it pauses once per
+//! model turn, after the model, with every reviewed call of that turn:
+//!
+//! ```json
+//! {"action_requests": [{"name": "send_email", "args": {"to": "a@b.c"}, "description": "..."}],
+//!  "review_configs":  [{"action_name": "send_email", "allowed_decisions": ["approve", "edit", "reject"],
+//!                       "args_schema": {..}}]}
+//! ```
+//!
+//! and is resumed with `{"decisions": [..]}`, one decision per action request, in order.
+//! Every resume is checked before it is stored: the number of decisions, the allowed
+//! types, `edited_action` present, edited arguments valid against the tool's schema, no
+//! switching tools. In per-call mode it pauses inside each reviewed call's own task,
+//! one interrupt per call, answered by interrupt id with one decision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext};
+use super::{AgentState, AgentStateUpdate, output_text};
+use crate::context::NodeContext;
+use crate::error::NodeError;
+use crate::interrupt::InterruptRequest;
+use crate::interrupt::ResumeValidator;
+use crate::message::{Message, ToolCall};
+use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
+use crate::tool::{ToolError, ToolSet};
+use rules::{BatchedKind, Offer, PerCallKind, review_schema};
+
+mod rules;
+
+const BATCHED_KIND: &str = "hitl.batched";
+const PER_CALL_KIND: &str = "hitl.tool_approval";
+
+/// What a reviewer is asked about one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// The tool.
+    pub name: String,
+    /// The model's arguments.
+    pub args: Value,
+    /// What the reviewer is told.
+    pub description: String,
+}
+
+/// What a reviewer may decide about one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewConfig {
+    /// The tool.
+    pub action_name: String,
+    /// The decisions allowed.
+    pub allowed_decisions: Vec<DecisionType>,
+    /// The JSON schema edited arguments must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_schema: Option<Arc<Value>>,
+}
+
+/// The interrupt value of a batched review: one action request and one review config
+/// per reviewed call, in the order the model made them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HitlRequest {
+    /// The calls.
+    pub action_requests: Vec<ActionRequest>,
+    /// What may be decided about each.
+    pub review_configs: Vec<ReviewConfig>,
+}
+
+/// The interrupt value of a per-call review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolApprovalRequest {
+    /// Always `"tool_approval"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The call's id.
+    pub tool_call_id: String,
+    /// The tool.
+    pub name: String,
+    /// The model's arguments.
+    pub args: Value,
+    /// What the reviewer is told.
+    pub description: String,
+    /// The decisions allowed.
+    pub allowed_decisions: Vec<DecisionType>,
+    /// The JSON schema edited arguments must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_schema: Option<Arc<Value>>,
+}
+
+/// Batched (one interrupt per model turn) or per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReviewMode {
+    /// One interrupt after each model turn with every reviewed call (the default).
+    #[default]
+    Batched,
+    /// One interrupt per reviewed call, inside the call's own task; calls that are not
+    /// reviewed run at once.
+    PerCall,
+}
+
+/// The default text put before the result of an edited call.
+pub const DEFAULT_EDIT_NOTICE: &str = "A human reviewer edited this tool call before it ran, so the call in your \
+     message is not the one that was executed. The edit was authorized; do not repeat the original call.";
+
+/// Pauses risky tool calls for a human to approve, edit, reject or answer.
+#[derive(Debug, Clone)]
+pub struct HumanInTheLoop {
+    overrides: Option<PolicyMap>,
+    policies: HashMap<String, InterruptPolicy>,
+    /// Per reviewed tool: its review config, built once.
+    configs: HashMap<String, ReviewConfig>,
+    description_prefix: String,
+    edit_notice: Option<String>,
+    mode: ReviewMode,
+}
+
+/// The name LangChain gives this middleware.
+pub type HumanInTheLoopMiddleware = HumanInTheLoop;
+
+impl HumanInTheLoop {
+    fn with(overrides: Option<PolicyMap>) -> Self {
+        HumanInTheLoop {
+            overrides,
+            policies: HashMap::new(),
+            configs: HashMap::new(),
+            description_prefix: "Tool execution requires approval".into(),
+            edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
+            mode: ReviewMode::Batched,
+        }
+    }
+
+    /// Reviews calls as the tools' `#[tool(interrupt(..))]` attributes say.
+    pub fn from_tools() -> Self {
+        Self::with(None)
+    }
+
+    /// Reviews calls as `policies` (`interrupt_on! {..}`) says; tools it does not
+    /// mention keep their attribute's policy.
+    pub fn new(policies: PolicyMap) -> Self {
+        Self::with(Some(policies))
+    }
+
+    /// The first line of the default description (default "Tool execution requires
+    /// approval").
+    pub fn description_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.description_prefix = prefix.into();
+        self
+    }
+
+    /// The text before an edited call's result; `None` leaves results as they are.
+    pub fn edit_notice(mut self, notice: Option<String>) -> Self {
+        self.edit_notice = notice;
+        self
+    }
+
+    /// Batched or per-call review.
+    pub fn mode(mut self, mode: ReviewMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Per-call review: one interrupt per reviewed call.
+    pub fn per_call(self) -> Self {
+        self.mode(ReviewMode::PerCall)
+    }
+
+    fn review(&self, call: &ToolCall) -> Option<&InterruptPolicy> {
+        self.policies
+            .get(&call.name)
+            .filter(|p| p.gates(&call.args))
+    }
+
+    /// The description shown for a call: the policy's, or the default
+    /// `"{prefix}\n\nTool: {name}\nArgs: {args as compact JSON, keys sorted}"`.
+    fn describe(&self, call: &ToolCall, policy: &InterruptPolicy) -> String {
+        policy.describe(&call.args).unwrap_or_else(|| {
+            format!(
+                "{}\n\nTool: {}\nArgs: {}",
+                self.description_prefix,
+                call.name,
+                sorted_json(&call.args)
+            )
+        })
+    }
+
+    fn annotate(
+        &self,
+        action: &Action,
+        output: Result<Value, ToolError>,
+    ) -> Result<Value, ToolError> {
+        let Some(notice) = &self.edit_notice else {
+            return output;
+        };
+        let head = format!(
+            "{notice} Executed instead: {} with arguments {}.",
+            action.name,
+            sorted_json(&action.args)
+        );
+        let with = |text: String| {
+            if text.is_empty() {
+                head.clone()
+            } else {
+                format!("{head}\n\nTool response:\n{text}")
+            }
+        };
+        match output {
+            Ok(value) => Ok(Value::String(with(output_text(&value)))),
+            Err(ToolError::Interrupted) => Err(ToolError::Interrupted),
+            Err(e) => Err(ToolError::Failed(with(e.to_string()))),
+        }
+    }
+
+    fn edits_cleared(state: &AgentState) -> HookOutput {
+        if state.edited_tool_calls.is_empty() {
+            HookOutput::none()
+        } else {
+            HookOutput::update(AgentStateUpdate::default().edited_tool_calls(BTreeMap::new()))
+        }
+    }
+}
+
+fn sorted_json(value: &Value) -> String {
+    fn is_sorted(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => {
+                o.keys().zip(o.keys().skip(1)).all(|(a, b)| a < b) && o.values().all(is_sorted)
+            }
+            Value::Array(a) => a.iter().all(is_sorted),
+            _ => true,
+        }
+    }
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => {
+                let sorted: BTreeMap<&String, Value> =
+                    o.iter().map(|(k, v)| (k, sort(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    if is_sorted(value) {
+        // Always the case unless serde_json's `preserve_order` is on.
+        return value.to_string();
+    }
+    sort(value).to_string()
+}
+
+/// The texts of Part A of the reference behaviour.
+fn reject_text(name: &str, id: &str, message: Option<&str>) -> String {
+    match message.filter(|m| !m.is_empty()) {
+        Some(m) => format!("User rejected the tool call for `{name}` with reason: {m}"),
+        None => format!(
+            "User rejected the tool call for `{name}` with id {id}. The tool was not executed. \
+             Do not retry this tool call unless the user explicitly requests it."
+        ),
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for HumanInTheLoop {
+    fn name(&self) -> &str {
+        "HumanInTheLoopMiddleware"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            after_model: self.mode == ReviewMode::Batched,
+            ..Hooks::default()
+        }
+    }
+
+    fn resume_validators(&self) -> Vec<(String, ResumeValidator)> {
+        vec![
+            (BATCHED_KIND.into(), Arc::new(BatchedKind)),
+            (PER_CALL_KIND.into(), Arc::new(PerCallKind)),
+        ]
+    }
+
+    fn bind_tools(&mut self, tools: &ToolSet) -> Result<(), String> {
+        if let Some(overrides) = &self.overrides {
+            for name in overrides.names() {
+                if tools.get(name).is_none() {
+                    return Err(format!(
+                        "the review policies name `{name}`, which is not a tool of this agent; its tools: {}",
+                        tools.names().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        for tool in tools.iter() {
+            let name = tool.name();
+            let policy = match self.overrides.as_ref().and_then(|o| o.get(name)) {
+                Some(entry) => entry.clone(),
+                None => tool.policy(),
+            };
+            if let Some(policy) = policy {
+                let config = ReviewConfig {
+                    action_name: name.to_owned(),
+                    allowed_decisions: policy.allowed().iter().collect(),
+                    args_schema: Some(tool.args_schema()),
+                };
+                self.configs.insert(name.to_owned(), config);
+                self.policies.insert(name.to_owned(), policy);
+            }
+        }
+        Ok(())
+    }
+
+    async fn after_model(
+        &self,
+        state: &AgentState,
+        cx: &NodeContext,
+    ) -> Result<HookOutput, NodeError> {
+        let Some(ai) = state.messages.iter().rev().find_map(Message::as_assistant) else {
+            return Ok(Self::edits_cleared(state));
+        };
+        let reviewed: Vec<(&ToolCall, &InterruptPolicy)> = ai
+            .tool_calls
+            .iter()
+            .filter_map(|c| self.review(c).map(|p| (c, p)))
+            .collect();
+        if reviewed.is_empty() {
+            return Ok(Self::edits_cleared(state));
+        }
+        // Built only the first time: a resumed run gets its answer without it.
+        let request = || {
+            let request = HitlRequest {
+                action_requests: reviewed
+                    .iter()
+                    .map(|(c, p)| ActionRequest {
+                        name: c.name.clone(),
+                        args: c.args.clone(),
+                        description: self.describe(c, p),
+                    })
+                    .collect(),
+                review_configs: reviewed
+                    .iter()
+                    .map(|(c, _)| self.configs[&c.name].clone())
+                    .collect(),
+            };
+            let offers: Vec<Offer> = request
+                .review_configs
+                .iter()
+                .map(|c| (c.action_name.clone(), c.allowed_decisions.clone()))
+                .collect();
+            Ok(InterruptRequest {
+                value: serde_json::to_value(&request)
+                    .map_err(|e| format!("the review request does not serialize: {e}"))?,
+                resume_schema: Some(review_schema(offers, true)),
+                kind: Some(BATCHED_KIND.into()),
+            })
+        };
+        let answer = cx.interrupt_lazy(request)?;
+        let response: HitlResponse = serde_json::from_value(answer)?;
+        let mut edits = BTreeMap::new();
+        let mut synthetic = Vec::new();
+        for ((call, _), decision) in reviewed.iter().zip(response.decisions) {
+            let id = call.id.clone().unwrap_or_default();
+            match decision {
+                Decision::Approve => {}
+                Decision::Edit { edited_action } => {
+                    edits.insert(id, edited_action);
+                }
+                Decision::Reject { message } => synthetic.push(Message::tool_error(
+                    id.clone(),
+                    call.name.clone(),
+                    reject_text(&call.name, &id, message.as_deref()),
+                )),
+                Decision::Respond { message } => {
+                    synthetic.push(Message::tool(id, call.name.clone(), message));
+                }
+            }
+        }
+        let mut update = AgentStateUpdate::default().edited_tool_calls(edits);
+        if !synthetic.is_empty() {
+            update = update.messages(synthetic);
+        }
+        Ok(HookOutput::update(update))
+    }
+
+    async fn wrap_tool_call(
+        &self,
+        mut request: ToolCallRequest<'_>,
+        next: ToolNext<'_>,
+    ) -> Result<Value, ToolError> {
+        let id = request.call.id.clone().unwrap_or_default();
+        if self.mode == ReviewMode::Batched {
+            let Some(action) = request.state.edited_tool_calls.get(&id).cloned() else {
+                return next.run(request).await;
+            };
+            request.call.name.clone_from(&action.name);
+            request.call.args = action.args.clone();
+            let output = next.run(request).await;
+            return self.annotate(&action, output);
+        }
+        let Some(policy) = self.review(&request.call) else {
+            return next.run(request).await;
+        };
+        let approval = ToolApprovalRequest {
+            kind: "tool_approval".into(),
+            tool_call_id: id.clone(),
+            name: request.call.name.clone(),
+            args: request.call.args.clone(),
+            description: self.describe(&request.call, policy),
+            allowed_decisions: policy.allowed().iter().collect(),
+            args_schema: self
+                .configs
+                .get(&request.call.name)
+                .and_then(|c| c.args_schema.clone()),
+        };
+        let allowed = approval.allowed_decisions.clone();
+        let answer = request.cx.interrupt_with(InterruptRequest {
+            value: serde_json::to_value(&approval).map_err(ToolError::msg)?,
+            resume_schema: Some(review_schema(vec![(approval.name.clone(), allowed)], false)),
+            kind: Some(PER_CALL_KIND.into()),
+        })?;
+        let decision: Decision = serde_json::from_value(answer).map_err(ToolError::msg)?;
+        match decision {
+            Decision::Approve => next.run(request).await,
+            Decision::Edit { edited_action } => {
+                request.call.args = edited_action.args.clone();
+                let output = next.run(request).await;
+                self.annotate(&edited_action, output)
+            }
+            Decision::Reject { message } => Err(ToolError::Rejected(reject_text(
+                &approval.name,
+                &id,
+                message.as_deref(),
+            ))),
+            Decision::Respond { message } => Ok(Value::String(message)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,368 @@
+//! The decision rules of a review: one table of the fields each decision type takes,
+//! from which both the published resume schema and the checks on every resume are
+//! made, and the interrupt kinds that apply them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{HitlRequest, ToolApprovalRequest};
+use crate::interrupt::ResumeKind;
+use crate::policy::DecisionType;
+
+/// What a field of a decision holds.
+#[derive(Clone, Copy)]
+enum FieldKind {
+    /// A string.
+    Text,
+    /// `{"name": <the reviewed tool>, "args": {..}}`.
+    EditedAction,
+}
+
+/// A field a decision type takes besides `type`.
+struct Field {
+    name: &'static str,
+    required: bool,
+    kind: FieldKind,
+    /// What to say when a required field is missing.
+    missing: &'static str,
+}
+
+/// The fields of each decision type: the one source of the review's published JSON
+/// schema ([`decision_schema`]) and of the checks that run on every resume
+/// ([`check_decision`]).
+fn fields(kind: DecisionType) -> &'static [Field] {
+    const EDITED_ACTION: Field = Field {
+        name: "edited_action",
+        required: true,
+        kind: FieldKind::EditedAction,
+        missing: "an edit needs `edited_action`",
+    };
+    const REASON: Field = Field {
+        name: "message",
+        required: false,
+        kind: FieldKind::Text,
+        missing: "",
+    };
+    const RESPONSE: Field = Field {
+        name: "message",
+        required: true,
+        kind: FieldKind::Text,
+        missing: "a respond decision needs `message`, the text the model sees",
+    };
+    match kind {
+        DecisionType::Approve => &[],
+        DecisionType::Edit => &[EDITED_ACTION],
+        DecisionType::Reject => &[REASON],
+        DecisionType::Respond => &[RESPONSE],
+    }
+}
+
+/// The JSON schema of one decision about tool `name`.
+pub(super) fn decision_schema(name: &str, allowed: &[DecisionType]) -> Value {
+    let branches: Vec<Value> = allowed
+        .iter()
+        .map(|d| {
+            let mut properties = serde_json::Map::new();
+            properties.insert("type".into(), json!({"const": d.as_str()}));
+            let mut required = vec!["type"];
+            for field in fields(*d) {
+                let schema = match field.kind {
+                    FieldKind::Text => json!({"type": "string"}),
+                    FieldKind::EditedAction => json!({
+                        "type": "object",
+                        "properties": {"name": {"const": name}, "args": {"type": "object"}},
+                        "required": ["name", "args"],
+                        "additionalProperties": false
+                    }),
+                };
+                properties.insert(field.name.into(), schema);
+                if field.required {
+                    required.push(field.name);
+                }
+            }
+            json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+        })
+        .collect();
+    json!({"oneOf": branches})
+}
+
+/// What a review offers for one call: the tool and the decisions allowed.
+pub(super) type Offer = (String, Vec<DecisionType>);
+
+/// The resume schema of a review, built once per process for each sequence of offers:
+/// a batched review (one decision per offer, in order) or a per-call review (`None`:
+/// the decision alone, for the single offer).
+pub(super) fn review_schema(offers: Vec<Offer>, batched: bool) -> Arc<Value> {
+    type Cache = std::sync::Mutex<HashMap<(Vec<Offer>, bool), Arc<Value>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (offers, batched);
+    if let Some(schema) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return schema.clone();
+    }
+    let decisions = key
+        .0
+        .iter()
+        .map(|(name, allowed)| decision_schema(name, allowed));
+    let schema = Arc::new(if batched {
+        batched_schema_of(decisions.collect())
+    } else {
+        decisions.into_iter().next().unwrap_or(Value::Bool(false))
+    });
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(key, schema.clone());
+    schema
+}
+
+/// What a review config offers, read without its schema.
+#[derive(Deserialize)]
+struct Offered {
+    action_name: String,
+    allowed_decisions: Vec<DecisionType>,
+}
+
+/// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
+/// from the review configs, so it is not stored with each interrupt.
+pub(super) struct BatchedKind;
+
+impl ResumeKind for BatchedKind {
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        validate_batched(payload, answer)
+    }
+
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        #[derive(Deserialize)]
+        struct Configs {
+            review_configs: Vec<Offered>,
+        }
+        let configs = Configs::deserialize(payload).ok()?;
+        let offers = configs
+            .review_configs
+            .into_iter()
+            .map(|c| (c.action_name, c.allowed_decisions))
+            .collect();
+        Some(review_schema(offers, true))
+    }
+}
+
+/// Per-call reviews, likewise.
+pub(super) struct PerCallKind;
+
+impl ResumeKind for PerCallKind {
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        validate_per_call(payload, answer)
+    }
+
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        #[derive(Deserialize)]
+        struct Request {
+            name: String,
+            allowed_decisions: Vec<DecisionType>,
+        }
+        let request = Request::deserialize(payload).ok()?;
+        Some(review_schema(
+            vec![(request.name, request.allowed_decisions)],
+            false,
+        ))
+    }
+}
+
+pub(super) fn batched_schema_of(items: Vec<Value>) -> Value {
+    let n = items.len();
+    json!({
+        "type": "object",
+        "properties": {
+            "decisions": {"type": "array", "prefixItems": items, "items": false, "minItems": n, "maxItems": n}
+        },
+        "required": ["decisions"],
+        "additionalProperties": false
+    })
+}
+
+fn list(allowed: &[DecisionType]) -> String {
+    allowed
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks one decision; returns its problems.
+fn check_decision(
+    index: Option<usize>,
+    decision: &Value,
+    name: &str,
+    allowed: &[DecisionType],
+    args_schema: Option<&Value>,
+) -> Vec<String> {
+    let at = match index {
+        Some(i) => format!("decision {i} (`{name}`)"),
+        None => format!("the decision for `{name}`"),
+    };
+    let Some(obj) = decision.as_object() else {
+        return vec![format!(
+            "{at}: expected an object such as {{\"type\": \"approve\"}}, got {decision}"
+        )];
+    };
+    let Some(kind) = obj.get("type").and_then(Value::as_str) else {
+        return vec![format!(
+            "{at}: missing `type`; expected one of {}",
+            list(allowed)
+        )];
+    };
+    let Some(kind) = DecisionType::ALL.into_iter().find(|d| d.as_str() == kind) else {
+        return vec![format!(
+            "{at}: unknown decision type `{kind}`; expected one of {}",
+            list(allowed)
+        )];
+    };
+    if !allowed.contains(&kind) {
+        return vec![format!(
+            "{at}: `{kind}` is not allowed for this tool; allowed: {}",
+            list(allowed)
+        )];
+    }
+    let mut problems = Vec::new();
+    let fields = fields(kind);
+    for key in obj
+        .keys()
+        .filter(|k| *k != "type" && !fields.iter().any(|f| f.name == *k))
+    {
+        problems.push(format!(
+            "{at}: unexpected field `{key}` in a `{kind}` decision"
+        ));
+    }
+    for field in fields {
+        match (obj.get(field.name), field.kind) {
+            (None, FieldKind::EditedAction) => problems.push(format!(
+                "{at}: {}: {{\"name\": \"{name}\", \"args\": {{..}}}}",
+                field.missing
+            )),
+            (None, FieldKind::Text) if field.required => {
+                problems.push(format!("{at}: {}", field.missing));
+            }
+            (None, FieldKind::Text) => {}
+            (Some(value), FieldKind::Text) => {
+                if !value.is_string() {
+                    problems.push(format!("{at}: `{}` must be a string", field.name));
+                }
+            }
+            (Some(value), FieldKind::EditedAction) => {
+                check_edited_action(&at, value, name, args_schema, &mut problems);
+            }
+        }
+    }
+    problems
+}
+
+/// Checks an edit's `edited_action`: the same tool, and arguments its schema accepts.
+fn check_edited_action(
+    at: &str,
+    action: &Value,
+    name: &str,
+    args_schema: Option<&Value>,
+    problems: &mut Vec<String>,
+) {
+    let Some(action) = action.as_object() else {
+        problems.push(format!(
+            "{at}: `edited_action` must be an object: {{\"name\": \"{name}\", \"args\": {{..}}}}"
+        ));
+        return;
+    };
+    match action.get("name").and_then(Value::as_str) {
+        None => problems.push(format!("{at}: `edited_action` needs `name` (\"{name}\")")),
+        Some(other) if other != name => problems.push(format!(
+            "{at}: an edit may not switch tools: `{name}` was edited to `{other}`"
+        )),
+        Some(_) => {}
+    }
+    match action.get("args") {
+        Some(args @ Value::Object(_)) => {
+            if let Some(schema) = args_schema
+                && let Err(errors) = crate::schema::validate(schema, args)
+            {
+                problems.push(format!(
+                    "{at}: the edited arguments do not match the tool's schema: {}",
+                    errors.join("; ")
+                ));
+            }
+        }
+        _ => problems.push(format!("{at}: `edited_action` needs `args`, an object")),
+    }
+    for key in action.keys().filter(|k| *k != "name" && *k != "args") {
+        problems.push(format!("{at}: unexpected field `{key}` in `edited_action`"));
+    }
+}
+
+pub(super) fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
+    let request = HitlRequest::deserialize(payload)
+        .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
+    let shape = "expected {\"decisions\": [..]} with one decision per action request";
+    let Some(obj) = value.as_object() else {
+        return Err(vec![format!("{shape}, got {value}")]);
+    };
+    let Some(decisions) = obj.get("decisions") else {
+        return Err(vec![format!("missing `decisions`: {shape}")]);
+    };
+    let Some(decisions) = decisions.as_array() else {
+        return Err(vec![format!("`decisions` must be a list: {shape}")]);
+    };
+    let mut problems: Vec<String> = obj
+        .keys()
+        .filter(|k| *k != "decisions")
+        .map(|k| format!("unexpected field `{k}`: {shape}"))
+        .collect();
+    let expected = request.review_configs.len();
+    if decisions.len() != expected {
+        problems.push(format!(
+            "{} decision{} for {expected} action request{}: give exactly one decision per action request, in order",
+            decisions.len(),
+            if decisions.len() == 1 { "" } else { "s" },
+            if expected == 1 { "" } else { "s" },
+        ));
+        return Err(problems);
+    }
+    for (i, (decision, config)) in decisions.iter().zip(&request.review_configs).enumerate() {
+        problems.extend(check_decision(
+            Some(i),
+            decision,
+            &config.action_name,
+            &config.allowed_decisions,
+            config.args_schema.as_deref(),
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+pub(super) fn validate_per_call(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
+    let request = ToolApprovalRequest::deserialize(payload)
+        .map_err(|e| vec![format!("the interrupt is not a tool approval request: {e}")])?;
+    let problems = check_decision(
+        None,
+        value,
+        &request.name,
+        &request.allowed_decisions,
+        request.args_schema.as_deref(),
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
