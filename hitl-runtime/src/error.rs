@@ -81,6 +81,19 @@ pub enum GraphError {
         /// Why.
         message: String,
     },
+    /// Tools declare a review policy, but no middleware of the agent enforces it.
+    #[error(
+        "{} declare{} a review policy (`#[tool(interrupt(..))]`), but the agent has no review \
+         middleware, so {} would run unreviewed: add `.middleware(HumanInTheLoop::from_tools())`, \
+         or remove the policy",
+        known_list(tools),
+        if tools.len() == 1 { "s" } else { "" },
+        if tools.len() == 1 { "it" } else { "they" }
+    )]
+    UnreviewedTools {
+        /// The tools with a policy.
+        tools: Vec<String>,
+    },
     /// A breakpoint or setting names a node the graph does not have.
     #[error(
         "the graph has no node named `{name}`; its nodes are: {}",
@@ -390,6 +403,19 @@ pub enum RunError {
         /// Why.
         #[source]
         source: serde_json::Error,
+    },
+    /// An update given to the run nests deeper than [`crate::MAX_JSON_DEPTH`]: stored, it
+    /// could not be read back.
+    #[error(
+        "the update from `{writer}` nests {depth} levels deep; at most {} are accepted, so \
+         that everything stored can be read back",
+        crate::MAX_JSON_DEPTH
+    )]
+    TooDeep {
+        /// Who wrote it: `input`, `command` or `update_state`.
+        writer: String,
+        /// How deep it nests.
+        depth: usize,
     },
     /// Too many supersteps in one run.
     #[error(

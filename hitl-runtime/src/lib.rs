@@ -64,7 +64,7 @@ pub use run::{
     CompileBuilder, CompiledGraph, Input, RunOutput, RunStatus, RunStream, StateSnapshot,
     StreamEvent, TaskInfo, TaskOutcome,
 };
-pub use schema::{schema_of, validate as validate_json};
+pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};
 pub use tool::{DynTool, Tool, ToolContext, ToolError, ToolSet, ToolSpec};
 

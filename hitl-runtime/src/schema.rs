@@ -179,8 +179,84 @@ fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), Vec<
     }
 }
 
+/// How deeply JSON may nest anywhere it enters hitl (model output, user input,
+/// resumes, `update_state`, tool arguments and results). Well below the 128 levels
+/// serde_json decodes, so that whatever is accepted can also be stored (which adds a
+/// few levels of wrapping) and read back.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How deeply `value` nests: 0 for a scalar, 1 for a flat array or object.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => {
+                deepest = deepest.max(depth);
+                continue;
+            }
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
+/// How deeply a JSON text nests (a scan of its brackets outside strings; the text is
+/// valid JSON).
+pub(crate) fn raw_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Fails when `value` nests deeper than [`MAX_JSON_DEPTH`], saying so.
+pub(crate) fn check_depth(value: &Value) -> Result<(), String> {
+    let depth = json_depth(value);
+    if depth > MAX_JSON_DEPTH {
+        return Err(format!(
+            "the value nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn depth_of_values_and_texts_agree() {
+        for text in [
+            r#"1"#,
+            r#"[]"#,
+            r#"{"a":[1,{"b":"]]]"}]}"#,
+            r#"["\"[", [[]]]"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(super::raw_depth(text), super::json_depth(&value), "{text}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

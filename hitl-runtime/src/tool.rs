@@ -126,6 +126,23 @@ pub trait DynTool: Send + Sync + 'static {
     fn policy(&self) -> Option<InterruptPolicy>;
     /// Decodes the arguments and runs it.
     fn call(&self, args: Value, cx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>>;
+
+    /// Checks that `args` decode as this tool's arguments, without running it. The
+    /// agent checks every call the model makes and every edit a reviewer writes with
+    /// it before anything is stored, so a call that is reviewed or run can decode.
+    ///
+    /// The default checks `args` against [`args_schema`](Self::args_schema); typed
+    /// tools decode them with their own decoder, which is stricter (integer ranges,
+    /// formats the schema does not express).
+    fn check_args(&self, args: &Value) -> Result<(), ToolError> {
+        plumbing::check_depth(self.name(), args)?;
+        crate::schema::validate(&self.args_schema(), args).map_err(|problems| {
+            ToolError::InvalidArgs {
+                tool: self.name().to_owned(),
+                message: problems.join("; "),
+            }
+        })
+    }
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
@@ -152,6 +169,11 @@ impl<T: Tool> DynTool for Typed<T> {
             Ok(args) => T::call(args, cx),
             Err(e) => async move { Err(e) }.boxed(),
         }
+    }
+
+    fn check_args(&self, args: &Value) -> Result<(), ToolError> {
+        plumbing::check_depth(T::NAME, args)?;
+        plumbing::decoded::<T::Args>(T::NAME, serde_path_to_error::deserialize(args)).map(drop)
     }
 }
 
@@ -352,7 +374,25 @@ pub mod plumbing {
 
     /// Decodes a tool's arguments, naming the offending field on failure.
     pub fn decode_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
-        serde_path_to_error::deserialize(args).map_err(|e| {
+        check_depth(tool, &args)?;
+        decoded(tool, serde_path_to_error::deserialize(args))
+    }
+
+    /// Refuses arguments nested deeper than [`crate::MAX_JSON_DEPTH`] (decoding them
+    /// could exhaust the stack).
+    pub(crate) fn check_depth(tool: &str, args: &Value) -> Result<(), ToolError> {
+        crate::schema::check_depth(args).map_err(|message| ToolError::InvalidArgs {
+            tool: tool.to_owned(),
+            message,
+        })
+    }
+
+    /// The result of decoding arguments, with an error naming the offending field.
+    pub(crate) fn decoded<A>(
+        tool: &str,
+        result: Result<A, serde_path_to_error::Error<serde_json::Error>>,
+    ) -> Result<A, ToolError> {
+        result.map_err(|e| {
             let mut segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
             let inner = e.into_inner().to_string();
             if inner.starts_with("unknown field") {

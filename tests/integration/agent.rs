@@ -636,7 +636,7 @@ async fn an_edit_is_forgotten_before_the_next_turn_reuses_its_call_id() {
         "no notice on the unrelated call"
     );
     let state = agent.get_state(&cfg("reuse-id", &ran)).await.unwrap();
-    assert!(state.values.edited_tool_calls.is_empty());
+    assert!(state.values.reviewed_tool_calls.is_empty());
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod agent_per_call;
 mod common;
 mod conformance;
 mod crash;
+mod gate;
 mod graph;
 mod interrupts;
 mod openai;

@@ -513,6 +513,7 @@ async fn a_middleware_forces_a_tool_for_one_call() {
     let agent = create_agent(OpenAiModel::new("gemma-3-270m").base_url(&url))
         .tools(tools![read_file, delete_file, send_email])
         .middleware(ReadFirst)
+        .middleware(HumanInTheLoop::from_tools())
         .checkpointer(InMemorySaver::new())
         .build()
         .unwrap();
@@ -798,7 +799,7 @@ async fn raw_newline_arguments_are_answered_with_an_error_and_the_model_tries_ag
 }
 
 #[tokio::test]
-async fn only_valid_calls_are_reviewed_and_unknown_tools_are_answered_with_an_error() {
+async fn only_valid_calls_are_reviewed_and_unknown_tools_are_answered_at_once() {
     let (url, replay) = serve(vec![
         Reply::Json(
             200,
@@ -841,8 +842,8 @@ async fn only_valid_calls_are_reviewed_and_unknown_tools_are_answered_with_an_er
         .collect();
     assert_eq!(
         answered,
-        [("c_cut", "delete_file")],
-        "answered before the review"
+        [("c_disk", "format_disk"), ("c_cut", "delete_file")],
+        "answered by the model node, before the review"
     );
 
     let out = agent
@@ -867,7 +868,7 @@ async fn only_valid_calls_are_reviewed_and_unknown_tools_are_answered_with_an_er
     assert_eq!(status, hitl_runtime::message::ToolStatus::Error);
     assert_eq!(
         text,
-        "`format_disk` is not a tool of this agent; available tools: delete_file, read_file, send_email"
+        "Error: format_disk is not a valid tool, try one of [delete_file, read_file, send_email]."
     );
     let (status, text) = tool_text("c_cut");
     assert_eq!(status, hitl_runtime::message::ToolStatus::Error);

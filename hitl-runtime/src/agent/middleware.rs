@@ -245,6 +245,13 @@ pub trait Middleware: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this middleware enforces the tools' review policies. An agent whose
+    /// tools declare a policy (`#[tool(interrupt(..))]`) and that has no such
+    /// middleware does not build: those tools would run unreviewed.
+    fn enforces_review_policies(&self) -> bool {
+        false
+    }
+
     /// Once per invocation, before everything.
     async fn before_agent(
         &self,

@@ -29,6 +29,7 @@ mod nodes;
 #[cfg(feature = "openai")]
 mod openai;
 mod retry;
+mod texts;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -38,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hitl::{
     ActionRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
-    ReviewConfig, ReviewMode, ToolApprovalRequest,
+    ReviewConfig, ReviewMode, ReviewedCall, ToolApprovalRequest,
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
 pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};
@@ -55,11 +56,10 @@ use crate::graph::{END, Goto, NodeHandle, NodeOutput, START, SendTo, StateGraph}
 use crate::message::{
     AssistantMessage, Content, InvalidToolCall, Message, ToolCall, ToolMessage, ToolStatus,
 };
-use crate::policy::Action;
 use crate::run::CompiledGraph;
 use crate::run::Input;
 use crate::tool::{ToolError, ToolSet, ToolSpec};
-pub(crate) use nodes::output_text;
+pub(crate) use nodes::{output_text, unanswered_calls};
 use nodes::{run_hook, run_model, run_tools};
 
 /// The state of an agent: the conversation, and what middleware keeps between steps.
@@ -69,10 +69,11 @@ pub struct AgentState {
     /// it.
     #[state(reducer = messages)]
     pub messages: Vec<Message>,
-    /// Reviewer edits of the last model turn's tool calls, by call id (written by
-    /// the human-in-the-loop middleware, read when the tools run).
+    /// The reviewed tool calls of the last model turn that may run, by call id: what a
+    /// reviewer approved or edited (written by the human-in-the-loop middleware, read
+    /// when the tools run). A reviewed call runs only as recorded here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub edited_tool_calls: BTreeMap<String, Action>,
+    pub reviewed_tool_calls: BTreeMap<String, ReviewedCall>,
 }
 
 /// A compiled agent.
@@ -236,6 +237,18 @@ impl AgentBuilder {
                     message,
                 })?;
             middleware.push(Arc::from(m));
+        }
+        // Fail closed: a tool that declares a review policy never runs unreviewed.
+        if !middleware.iter().any(|m| m.enforces_review_policies()) {
+            let gated: Vec<String> = self
+                .tools
+                .iter()
+                .filter(|t| t.policy().is_some())
+                .map(|t| t.name().to_owned())
+                .collect();
+            if !gated.is_empty() {
+                return Err(GraphError::UnreviewedTools { tools: gated });
+            }
         }
         let specs: Arc<[ToolSpec]> = self.tools.specs().into();
         let shared = Arc::new(Shared {

@@ -1,9 +1,6 @@
 //! The agent's nodes: the model call, the hooks, the routes after the model, and the
 //! tools (one task per call).
 
-/// Where the run goes after the model turn: the pending tool calls (one task each),
-/// back to the loop if every call already has a result, or the exit if there were
-/// no calls.
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,6 +9,25 @@ use serde_json::Value;
 
 use super::*;
 
+/// The tool calls of the last model turn that no tool message answers yet.
+pub(crate) fn unanswered_calls(messages: &[Message]) -> Vec<&ToolCall> {
+    let Some(i) = messages.iter().rposition(|m| m.as_assistant().is_some()) else {
+        return Vec::new();
+    };
+    let ai = messages[i].as_assistant().expect("found above");
+    let answered: HashSet<&str> = messages[i + 1..]
+        .iter()
+        .filter_map(|m| m.as_tool().map(|t| t.tool_call_id.as_str()))
+        .collect();
+    ai.tool_calls
+        .iter()
+        .filter(|c| !answered.contains(c.id.as_deref().unwrap_or("")))
+        .collect()
+}
+
+/// Where the run goes after the model turn: the pending tool calls (one task each),
+/// back to the loop if every call already has a result, or the exit if there were
+/// no calls.
 fn route_after_model(
     shared: &Shared,
     state: &[Message],
@@ -165,25 +181,14 @@ pub(super) async fn run_model(
         cx: &cx,
     };
     let mut ai = next.run(request).await?;
-    if ai.id.is_none() {
-        ai.id = Some(uuid::Uuid::now_v7().to_string());
+    let answers = screen(&mut ai, &state.messages, &shared.tools);
+    let depth = crate::json_depth(&serde_json::to_value(&ai).map_err(NodeError::from)?);
+    if depth > crate::MAX_JSON_DEPTH {
+        return Err(NodeError::msg(format!(
+            "the model's answer nests {depth} levels deep; at most {} are accepted",
+            crate::MAX_JSON_DEPTH
+        )));
     }
-    for call in &mut ai.tool_calls {
-        if call.id.as_deref().is_none_or(str::is_empty) {
-            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
-        }
-    }
-    for call in &mut ai.invalid_tool_calls {
-        if call.id.as_deref().is_none_or(str::is_empty) {
-            call.id = Some(format!("call_{}", uuid::Uuid::now_v7().simple()));
-        }
-    }
-    // Calls that cannot run are answered at once: never reviewed, never run.
-    let answers: Vec<Message> = ai
-        .invalid_tool_calls
-        .iter()
-        .map(invalid_call_answer)
-        .collect();
     let mut messages = vec![Message::Assistant(ai)];
     messages.extend(answers);
     let wiring = shared.wiring();
@@ -192,6 +197,106 @@ pub(super) async fn run_model(
         None => route_after_model(shared, &state.messages, &messages),
     };
     Ok(command(Some(AgentStateUpdate::default().messages(messages)), goto).into())
+}
+
+/// The agent owns message and call ids, and screens calls before anything sees them.
+///
+/// - The message's id, and each call's, is replaced by a fresh one when it is missing,
+///   empty, or already used (in the history, or earlier in this turn): models repeat
+///   ids, and every decision and every result must bind to exactly one call.
+/// - A call to a tool the agent does not have, or whose arguments the tool's own
+///   decoder rejects, is answered at once with an error the model can read (LangChain's
+///   texts); so is a call whose arguments are not JSON. None of them is reviewed or run.
+///
+/// Returns the answers, in call order.
+fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Vec<Message> {
+    let fresh_call_id = || format!("call_{}", uuid::Uuid::now_v7().simple());
+    let used_messages: HashSet<&str> = history.iter().filter_map(Message::id).collect();
+    if ai
+        .id
+        .as_deref()
+        .is_none_or(|id| id.is_empty() || used_messages.contains(id))
+    {
+        ai.id = Some(uuid::Uuid::now_v7().to_string());
+    }
+    let mut used_calls: HashSet<String> = history
+        .iter()
+        .flat_map(|m| match m {
+            Message::Assistant(a) => a
+                .tool_calls
+                .iter()
+                .filter_map(|c| c.id.clone())
+                .chain(a.invalid_tool_calls.iter().filter_map(|c| c.id.clone()))
+                .collect::<Vec<_>>(),
+            Message::Tool(t) => vec![t.tool_call_id.clone()],
+            _ => Vec::new(),
+        })
+        .collect();
+    let ids = ai
+        .tool_calls
+        .iter_mut()
+        .map(|c| &mut c.id)
+        .chain(ai.invalid_tool_calls.iter_mut().map(|c| &mut c.id));
+    for id in ids {
+        match id.as_deref() {
+            Some(given) if !given.is_empty() && !used_calls.contains(given) => {}
+            _ => *id = Some(fresh_call_id()),
+        }
+        used_calls.insert(id.clone().unwrap_or_default());
+    }
+    let mut answers = Vec::new();
+    // Arguments too deep to store and read back are kept as text, as an invalid call.
+    let (deep, kept): (Vec<ToolCall>, Vec<ToolCall>) = std::mem::take(&mut ai.tool_calls)
+        .into_iter()
+        .partition(|c| crate::json_depth(&c.args) > crate::MAX_JSON_DEPTH);
+    ai.tool_calls = kept;
+    let mut deep_calls = Vec::new();
+    for call in deep {
+        let id = call.id.unwrap_or_default();
+        let error = format!(
+            "the arguments nest {} levels deep; at most {} are accepted",
+            crate::json_depth(&call.args),
+            crate::MAX_JSON_DEPTH
+        );
+        answers.push(Message::tool_error(
+            id.clone(),
+            call.name.clone(),
+            format!(
+                "Error: the arguments of tool call '{id}' to '{}' cannot be used: {error}. \
+                 The tool did not run; please send simpler arguments.",
+                call.name
+            ),
+        ));
+        deep_calls.push(InvalidToolCall::new(
+            call.name,
+            call.args.to_string(),
+            id,
+            error,
+        ));
+    }
+    for call in &ai.tool_calls {
+        let id = call.id.clone().unwrap_or_default();
+        let problem = match tools.get(&call.name) {
+            None => Some(texts::unknown_tool(&call.name, tools.names())),
+            Some(tool) => match tool.check_args(&call.args) {
+                Ok(()) => None,
+                Err(ToolError::InvalidArgs { message, .. }) => {
+                    Some(texts::invalid_args(&call.name, &call.args, &message))
+                }
+                Err(other) => Some(texts::invalid_args(
+                    &call.name,
+                    &call.args,
+                    &other.to_string(),
+                )),
+            },
+        };
+        if let Some(text) = problem {
+            answers.push(Message::tool_error(id, call.name.clone(), text));
+        }
+    }
+    answers.extend(ai.invalid_tool_calls.iter().map(invalid_call_answer));
+    ai.invalid_tool_calls.extend(deep_calls);
+    answers
 }
 
 /// The error tool message answering a call the model made with arguments that are
@@ -248,9 +353,9 @@ pub(super) async fn run_tools(
         Err(e) => (e.to_string(), ToolStatus::Error),
     };
     let executed = state
-        .edited_tool_calls
+        .reviewed_tool_calls
         .get(&call_id)
-        .map_or(name, |a| a.name.clone());
+        .map_or(name, |r| r.action.name.clone());
     let message = Message::Tool(ToolMessage {
         content: Content::Text(content),
         id: None,

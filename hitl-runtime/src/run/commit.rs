@@ -34,10 +34,27 @@ pub(super) fn encode_given<S: State>(
     update: &mut S::Update,
 ) -> Result<Pieces, RunError> {
     update.prepare();
-    encode_update::<S>(update).map_err(|source| RunError::InvalidUpdate {
+    let pieces = encode_update::<S>(update).map_err(|source| RunError::InvalidUpdate {
         writer: writer.to_owned(),
         source,
-    })
+    })?;
+    if let Some(depth) = too_deep(&pieces) {
+        return Err(RunError::TooDeep {
+            writer: writer.to_owned(),
+            depth,
+        });
+    }
+    Ok(pieces)
+}
+
+/// How deep the deepest piece of an update nests, if deeper than
+/// [`crate::MAX_JSON_DEPTH`].
+pub(super) fn too_deep(pieces: &Pieces) -> Option<usize> {
+    pieces
+        .iter()
+        .map(|(_, raw)| crate::schema::raw_depth(raw.get()))
+        .max()
+        .filter(|d| *d > crate::MAX_JSON_DEPTH)
 }
 
 /// Decodes a stored update, with its pieces.

@@ -167,6 +167,7 @@ pub(super) fn validate_resume(
     for (owner, id, value) in chosen {
         let invalid = |problems| ResumeError::InvalidValue { id, problems };
         let value = value.map_err(|e| invalid(vec![e]))?;
+        crate::schema::check_depth(&value).map_err(|e| invalid(vec![e]))?;
         check_answer(kinds, collected, id, &value)?;
         accepted.push((owner, id, value));
     }

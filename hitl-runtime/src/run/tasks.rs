@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::commit::{Pieces, assemble, decode_update, encode_update};
+use super::commit::{Pieces, assemble, decode_update, encode_update, too_deep};
 use super::step::{Current, Runner};
 use super::stream::{StreamEvent, TaskOutcome};
 use crate::checkpoint::pending::{self, ErrorPayload, ResultPayload};
@@ -303,7 +303,16 @@ impl<S: State> Runner<S> {
             Some(u) => {
                 u.prepare();
                 match encode_update::<S>(u) {
-                    Ok(pieces) => pieces,
+                    Ok(pieces) => match too_deep(&pieces) {
+                        None => pieces,
+                        Some(depth) => {
+                            return failed(format!(
+                                "its update nests {depth} levels deep; at most {} are \
+                                 accepted, so that everything stored can be read back",
+                                crate::MAX_JSON_DEPTH
+                            ));
+                        }
+                    },
                     Err(e) => return failed(format!("its update does not serialize to JSON: {e}")),
                 }
             }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext};
-use super::{AgentState, AgentStateUpdate, output_text};
+use super::{AgentState, AgentStateUpdate, output_text, unanswered_calls};
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::interrupt::InterruptRequest;
@@ -91,6 +91,17 @@ pub struct ToolApprovalRequest {
     pub args_schema: Option<Arc<Value>>,
 }
 
+/// A reviewed call that may run: exactly the action a reviewer approved (the model's
+/// call as shown) or wrote (an edit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewedCall {
+    /// What runs.
+    pub action: Action,
+    /// Whether the reviewer edited it (its result then carries the edit notice).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+}
+
 /// Batched (one interrupt per model turn) or per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReviewMode {
@@ -113,6 +124,8 @@ pub struct HumanInTheLoop {
     policies: HashMap<String, InterruptPolicy>,
     /// Per reviewed tool: its review config, built once.
     configs: HashMap<String, ReviewConfig>,
+    /// The agent's tools (their decoders check edits).
+    tools: ToolSet,
     description_prefix: String,
     edit_notice: Option<String>,
     mode: ReviewMode,
@@ -127,6 +140,7 @@ impl HumanInTheLoop {
             overrides,
             policies: HashMap::new(),
             configs: HashMap::new(),
+            tools: ToolSet::new(),
             description_prefix: "Tool execution requires approval".into(),
             edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
             mode: ReviewMode::Batched,
@@ -214,12 +228,21 @@ impl HumanInTheLoop {
         }
     }
 
-    fn edits_cleared(state: &AgentState) -> HookOutput {
-        if state.edited_tool_calls.is_empty() {
+    fn reviews_cleared(state: &AgentState) -> HookOutput {
+        if state.reviewed_tool_calls.is_empty() {
             HookOutput::none()
         } else {
-            HookOutput::update(AgentStateUpdate::default().edited_tool_calls(BTreeMap::new()))
+            HookOutput::update(AgentStateUpdate::default().reviewed_tool_calls(BTreeMap::new()))
         }
+    }
+
+    /// The text of a tool message for a reviewed call that reached the tools without a
+    /// decision bound to it (another route into the tools node skipped the review).
+    fn unreviewed_text(name: &str, id: &str) -> String {
+        format!(
+            "The tool call `{name}` (id {id}) needs a human decision and has none, so it was \
+             not executed. Do not retry it unless the user asks for it."
+        )
     }
 }
 
@@ -277,12 +300,27 @@ impl Middleware for HumanInTheLoop {
 
     fn resume_validators(&self) -> Vec<(String, ResumeValidator)> {
         vec![
-            (BATCHED_KIND.into(), Arc::new(BatchedKind)),
-            (PER_CALL_KIND.into(), Arc::new(PerCallKind)),
+            (
+                BATCHED_KIND.into(),
+                Arc::new(BatchedKind {
+                    tools: self.tools.clone(),
+                }),
+            ),
+            (
+                PER_CALL_KIND.into(),
+                Arc::new(PerCallKind {
+                    tools: self.tools.clone(),
+                }),
+            ),
         ]
     }
 
+    fn enforces_review_policies(&self) -> bool {
+        true
+    }
+
     fn bind_tools(&mut self, tools: &ToolSet) -> Result<(), String> {
+        self.tools = tools.clone();
         if let Some(overrides) = &self.overrides {
             for name in overrides.names() {
                 if tools.get(name).is_none() {
@@ -317,16 +355,14 @@ impl Middleware for HumanInTheLoop {
         state: &AgentState,
         cx: &NodeContext,
     ) -> Result<HookOutput, NodeError> {
-        let Some(ai) = state.messages.iter().rev().find_map(Message::as_assistant) else {
-            return Ok(Self::edits_cleared(state));
-        };
-        let reviewed: Vec<(&ToolCall, &InterruptPolicy)> = ai
-            .tool_calls
-            .iter()
+        // The calls of the last model turn that have no answer yet (an invalid call is
+        // answered by the model node and never reviewed).
+        let reviewed: Vec<(&ToolCall, &InterruptPolicy)> = unanswered_calls(&state.messages)
+            .into_iter()
             .filter_map(|c| self.review(c).map(|p| (c, p)))
             .collect();
         if reviewed.is_empty() {
-            return Ok(Self::edits_cleared(state));
+            return Ok(Self::reviews_cleared(state));
         }
         // Built only the first time: a resumed run gets its answer without it.
         let request = || {
@@ -358,14 +394,32 @@ impl Middleware for HumanInTheLoop {
         };
         let answer = cx.interrupt_lazy(request)?;
         let response: HitlResponse = serde_json::from_value(answer)?;
-        let mut edits = BTreeMap::new();
+        let mut runs = BTreeMap::new();
         let mut synthetic = Vec::new();
         for ((call, _), decision) in reviewed.iter().zip(response.decisions) {
             let id = call.id.clone().unwrap_or_default();
             match decision {
-                Decision::Approve => {}
+                Decision::Approve => {
+                    let action = Action {
+                        name: call.name.clone(),
+                        args: call.args.clone(),
+                    };
+                    runs.insert(
+                        id,
+                        ReviewedCall {
+                            action,
+                            edited: false,
+                        },
+                    );
+                }
                 Decision::Edit { edited_action } => {
-                    edits.insert(id, edited_action);
+                    runs.insert(
+                        id,
+                        ReviewedCall {
+                            action: edited_action,
+                            edited: true,
+                        },
+                    );
                 }
                 Decision::Reject { message } => synthetic.push(Message::tool_error(
                     id.clone(),
@@ -377,7 +431,7 @@ impl Middleware for HumanInTheLoop {
                 }
             }
         }
-        let mut update = AgentStateUpdate::default().edited_tool_calls(edits);
+        let mut update = AgentStateUpdate::default().reviewed_tool_calls(runs);
         if !synthetic.is_empty() {
             update = update.messages(synthetic);
         }
@@ -391,13 +445,30 @@ impl Middleware for HumanInTheLoop {
     ) -> Result<Value, ToolError> {
         let id = request.call.id.clone().unwrap_or_default();
         if self.mode == ReviewMode::Batched {
-            let Some(action) = request.state.edited_tool_calls.get(&id).cloned() else {
+            // Fail closed: a reviewed call runs only as a reviewer decided, whatever
+            // route led to the tools node.
+            let Some(reviewed) = request.state.reviewed_tool_calls.get(&id).cloned() else {
+                if self.review(&request.call).is_some() {
+                    return Err(ToolError::Rejected(Self::unreviewed_text(
+                        &request.call.name,
+                        &id,
+                    )));
+                }
                 return next.run(request).await;
             };
-            request.call.name.clone_from(&action.name);
-            request.call.args = action.args.clone();
+            if reviewed.action.name != request.call.name {
+                return Err(ToolError::Rejected(Self::unreviewed_text(
+                    &request.call.name,
+                    &id,
+                )));
+            }
+            request.call.args = reviewed.action.args.clone();
             let output = next.run(request).await;
-            return self.annotate(&action, output);
+            return if reviewed.edited {
+                self.annotate(&reviewed.action, output)
+            } else {
+                output
+            };
         }
         let Some(policy) = self.review(&request.call) else {
             return next.run(request).await;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{HitlRequest, ToolApprovalRequest};
 use crate::interrupt::ResumeKind;
 use crate::policy::DecisionType;
+use crate::tool::{ToolError, ToolSet};
 
 /// What a field of a decision holds.
 #[derive(Clone, Copy)]
@@ -135,11 +136,14 @@ struct Offered {
 
 /// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
 /// from the review configs, so it is not stored with each interrupt.
-pub(super) struct BatchedKind;
+pub(super) struct BatchedKind {
+    /// The agent's tools: edited arguments must decode with the tool's own decoder.
+    pub(super) tools: ToolSet,
+}
 
 impl ResumeKind for BatchedKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
-        validate_batched(payload, answer)
+        validate_batched(&self.tools, payload, answer)
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
@@ -158,11 +162,14 @@ impl ResumeKind for BatchedKind {
 }
 
 /// Per-call reviews, likewise.
-pub(super) struct PerCallKind;
+pub(super) struct PerCallKind {
+    /// The agent's tools, likewise.
+    pub(super) tools: ToolSet,
+}
 
 impl ResumeKind for PerCallKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
-        validate_per_call(payload, answer)
+        validate_per_call(&self.tools, payload, answer)
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
@@ -201,6 +208,7 @@ fn list(allowed: &[DecisionType]) -> String {
 
 /// Checks one decision; returns its problems.
 fn check_decision(
+    tools: &ToolSet,
     index: Option<usize>,
     decision: &Value,
     name: &str,
@@ -260,7 +268,7 @@ fn check_decision(
                 }
             }
             (Some(value), FieldKind::EditedAction) => {
-                check_edited_action(&at, value, name, args_schema, &mut problems);
+                check_edited_action(tools, &at, value, name, args_schema, &mut problems);
             }
         }
     }
@@ -269,6 +277,7 @@ fn check_decision(
 
 /// Checks an edit's `edited_action`: the same tool, and arguments its schema accepts.
 fn check_edited_action(
+    tools: &ToolSet,
     at: &str,
     action: &Value,
     name: &str,
@@ -290,12 +299,26 @@ fn check_edited_action(
     }
     match action.get("args") {
         Some(args @ Value::Object(_)) => {
-            if let Some(schema) = args_schema
+            if let Err(e) = crate::schema::check_depth(args) {
+                problems.push(format!("{at}: the edited arguments are too deep: {e}"));
+            } else if let Some(schema) = args_schema
                 && let Err(errors) = crate::schema::validate(schema, args)
             {
                 problems.push(format!(
                     "{at}: the edited arguments do not match the tool's schema: {}",
                     errors.join("; ")
+                ));
+            } else if let Some(tool) = tools.get(name)
+                && let Err(e) = tool.check_args(args)
+            {
+                // The schema cannot say everything (integer ranges, formats): the
+                // tool's own decoder has the last word, before anything is stored.
+                let detail = match e {
+                    ToolError::InvalidArgs { message, .. } => message,
+                    other => other.to_string(),
+                };
+                problems.push(format!(
+                    "{at}: the edited arguments do not decode as `{name}`'s arguments: {detail}"
                 ));
             }
         }
@@ -306,7 +329,11 @@ fn check_edited_action(
     }
 }
 
-pub(super) fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
+pub(super) fn validate_batched(
+    tools: &ToolSet,
+    payload: &Value,
+    value: &Value,
+) -> Result<(), Vec<String>> {
     let request = HitlRequest::deserialize(payload)
         .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
@@ -336,6 +363,7 @@ pub(super) fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec
     }
     for (i, (decision, config)) in decisions.iter().zip(&request.review_configs).enumerate() {
         problems.extend(check_decision(
+            tools,
             Some(i),
             decision,
             &config.action_name,
@@ -350,10 +378,15 @@ pub(super) fn validate_batched(payload: &Value, value: &Value) -> Result<(), Vec
     }
 }
 
-pub(super) fn validate_per_call(payload: &Value, value: &Value) -> Result<(), Vec<String>> {
+pub(super) fn validate_per_call(
+    tools: &ToolSet,
+    payload: &Value,
+    value: &Value,
+) -> Result<(), Vec<String>> {
     let request = ToolApprovalRequest::deserialize(payload)
         .map_err(|e| vec![format!("the interrupt is not a tool approval request: {e}")])?;
     let problems = check_decision(
+        tools,
         None,
         value,
         &request.name,
