@@ -417,6 +417,15 @@ pub enum RunError {
         /// How deep it nests.
         depth: usize,
     },
+    /// User code outside a node panicked: a conditional edge's router, a reducer, a
+    /// state's `Serialize` impl. Nothing of the step was stored; the thread is as it was.
+    #[error("{place} panicked: {message}")]
+    Panicked {
+        /// What panicked, e.g. "the conditional edge after `review`".
+        place: String,
+        /// The panic's message.
+        message: String,
+    },
     /// Too many supersteps in one run.
     #[error(
         "the run took more than {limit} supersteps without finishing; raise it with `RunConfig::recursion_limit` if the graph really needs more, or check for a cycle that never reaches END"
@@ -448,6 +457,29 @@ pub enum RunError {
     /// A node named in a run setting does not exist.
     #[error(transparent)]
     Graph(#[from] GraphError),
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Runs user code that is not a node (a router, a reducer, a `Serialize` impl) and
+/// turns a panic into [`RunError::Panicked`].
+pub(crate) fn catching<T>(
+    place: impl FnOnce() -> String,
+    f: impl FnOnce() -> T,
+) -> Result<T, RunError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| RunError::Panicked {
+        place: place(),
+        message: panic_message(&*panic),
+    })
 }
 
 /// An error returned by a node.

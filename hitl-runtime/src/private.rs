@@ -20,7 +20,7 @@ pub use crate::run::Input;
 pub use crate::schema::schema_of;
 pub use crate::state::plumbing::{ChannelMask, ChannelSpec, ReducerKind, StepWrites, reducers};
 pub use crate::state::{State, StateUpdate};
-pub use crate::tool::plumbing::{decode_args, tool_result, tool_value};
+pub use crate::tool::plumbing::{blocking, decode_args, tool_result, tool_value};
 pub use crate::tool::{Tool, ToolContext, ToolError, ToolSet};
 
 /// The error for a channel index a state does not have (a runtime bug if it happens).

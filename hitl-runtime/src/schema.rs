@@ -252,8 +252,8 @@ mod tests {
             r#"{"a":[1,{"b":"]]]"}]}"#,
             r#"["\"[", [[]]]"#,
         ] {
-            let value: serde_json::Value = serde_json::from_str(text).unwrap();
-            assert_eq!(super::raw_depth(text), super::json_depth(&value), "{text}");
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(raw_depth(text), json_depth(&value), "{text}");
         }
     }
 

@@ -45,6 +45,14 @@ pub enum ToolError {
     /// The call paused at an interrupt (propagate it with `?`).
     #[error("interrupted: waiting for a resume value")]
     Interrupted,
+    /// The call ran longer than the agent's tool timeout and was stopped.
+    #[error("`{tool}` did not finish within {after:?} and was stopped")]
+    Timeout {
+        /// The tool.
+        tool: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The model called a tool the agent does not have.
     #[error("`{name}` is not a tool of this agent; available tools: {available}")]
     UnknownTool {
@@ -409,6 +417,21 @@ pub mod plumbing {
                 },
             }
         })
+    }
+
+    /// Runs a sync `#[tool]` function on tokio's blocking pool, so that it neither
+    /// stalls the run's other tasks nor blocks cancellation and timeouts. A panic in it
+    /// panics the calling task, as an async tool's would.
+    pub async fn blocking<T, F>(f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the blocking pool dropped a tool call: {e}"),
+        }
     }
 
     /// Converts what a `#[tool]` function returned.

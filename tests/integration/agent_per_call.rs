@@ -253,11 +253,10 @@ async fn tool_retry_after_review_retries_without_asking_again() {
     ]))
     .tools(tools![flaky_upload])
     .middleware(HumanInTheLoop::from_tools().per_call())
-    .middleware(ToolRetry::new(2).backoff(Backoff {
-        initial: Duration::from_secs(1),
-        factor: 2.0,
-        max: Duration::from_secs(10),
-    }))
+    .middleware(
+        ToolRetry::new(2)
+            .backoff(Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(10)).unwrap()),
+    )
     .checkpointer(InMemorySaver::new())
     .build()
     .unwrap();

@@ -491,3 +491,156 @@ async fn a_policy_without_a_review_middleware_does_not_build() {
          `.middleware(HumanInTheLoop::from_tools())`, or remove the policy"
     );
 }
+
+#[derive(hitl_runtime::State, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Count {
+    #[state(reducer = explode)]
+    n: u32,
+}
+
+fn explode(n: &mut u32, add: u32) {
+    if add == 13 {
+        panic!("unlucky");
+    }
+    *n += add;
+}
+
+async fn add_one(_: std::sync::Arc<Count>, _: NodeContext) -> Result<CountUpdate, NodeError> {
+    Ok(CountUpdate::default().n(1))
+}
+
+async fn add_thirteen(_: std::sync::Arc<Count>, _: NodeContext) -> Result<CountUpdate, NodeError> {
+    Ok(CountUpdate::default().n(13))
+}
+
+#[tokio::test]
+async fn panics_in_routers_and_reducers_are_errors_and_store_nothing() {
+    // A router that panics.
+    let mut g = hitl_runtime::StateGraph::<Count>::new();
+    let a = g.add_node("a", add_one);
+    g.add_edge(hitl_runtime::START, a);
+    g.add_conditional_edges(a, |_: &Count| -> hitl_runtime::Route<Count> {
+        panic!("no route")
+    });
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("router");
+    let err = app.invoke(Count::default(), &cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the conditional edge after `a` panicked: no route"
+    );
+    let state = app.get_state(&cfg).await.unwrap();
+    assert_eq!(state.step, -1, "no checkpoint after the failed barrier");
+    assert_eq!(state.next, ["a"], "the step is still to be applied");
+    assert_eq!(
+        state.tasks[0].result,
+        Some(json!({"n": 1})),
+        "its result is kept"
+    );
+
+    // A reducer that panics, at the barrier and on input.
+    let mut g = hitl_runtime::StateGraph::<Count>::new();
+    let b = g.add_node("b", add_thirteen);
+    g.add_edge(hitl_runtime::START, b);
+    g.add_edge(b, hitl_runtime::END);
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("reducer");
+    let err = app.invoke(Count::default(), &cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a reducer applying the update of `b` panicked: unlucky"
+    );
+    assert_eq!(app.get_state(&cfg).await.unwrap().step, -1);
+    let err = app
+        .invoke(Count { n: 13 }, &RunConfig::thread("reducer-input"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Panicked { .. }), "{err}");
+}
+
+/// Wait for the test to let go (a sync tool that blocks its thread).
+#[tool]
+fn wait_for_release(cx: ToolContext) -> Result<String, ToolError> {
+    let release = cx
+        .context::<std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>>()
+        .expect("the test passes the release channel")
+        .clone();
+    let _ = release.lock().unwrap().recv();
+    Ok("released".into())
+}
+
+#[tokio::test]
+async fn a_blocking_sync_tool_does_not_block_cancellation() {
+    // On this single-threaded runtime, a sync tool run inline would stall everything:
+    // the cancellation below could never be observed.
+    let agent = create_agent(ScriptedModel::turns([
+        turn(vec![call("wait_for_release", json!({}), "w1")]),
+        Message::assistant("done"),
+    ]))
+    .tools(tools![wait_for_release])
+    .checkpointer(InMemorySaver::new())
+    .build()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let token = tokio_util::sync::CancellationToken::new();
+    let cfg = RunConfig::thread("blocking")
+        .context(std::sync::Arc::new(std::sync::Mutex::new(rx)))
+        .cancellation(token.clone());
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        token.cancel();
+    });
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        agent.invoke(Message::user("wait"), &cfg),
+    )
+    .await
+    .expect("the run returned while the tool still blocked its thread");
+    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
+    canceller.await.unwrap();
+    tx.send(()).unwrap();
+}
+
+/// Never finishes.
+#[tool]
+async fn hang(cx: ToolContext) -> Result<String, ToolError> {
+    let _ = cx;
+    std::future::pending::<()>().await;
+    Ok(String::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tool_past_its_timeout_is_stopped_and_the_model_told() {
+    let agent = create_agent(ScriptedModel::turns([
+        turn(vec![
+            call("hang", json!({}), "h1"),
+            call("read_file", json!({"path": "a"}), "r1"),
+        ]),
+        Message::assistant("done"),
+    ]))
+    .tools(tools![hang, read_file])
+    .tool_timeout(std::time::Duration::from_secs(60))
+    .tool_timeout_for::<hang>(std::time::Duration::from_secs(5))
+    .checkpointer(InMemorySaver::new())
+    .build()
+    .unwrap();
+    let ran = Ran::default();
+    let out = agent
+        .invoke(Message::user("go"), &cfg("timeout", &ran))
+        .await
+        .unwrap();
+    assert!(out.is_done());
+    let answered = answers(&out.values.messages);
+    let hung = answered.iter().find(|(id, _, _)| id == "h1").unwrap();
+    assert_eq!(hung.1, ToolStatus::Error);
+    assert_eq!(hung.2, "`hang` did not finish within 5s and was stopped");
+    assert_eq!(ran.list(), ["read_file a"]);
+}

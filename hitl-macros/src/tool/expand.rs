@@ -86,7 +86,8 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
     let awaited = if item.sig.asyncness.is_some() {
         quote!(#ident(#(#call_args),*).await)
     } else {
-        quote!(#ident(#(#call_args),*))
+        // A sync tool runs on the blocking pool: it may block.
+        quote!(#p::blocking(move || #ident(#(#call_args),*)).await)
     };
     let convert = match f.output {
         Output::Result => quote!(#p::tool_result(out)),

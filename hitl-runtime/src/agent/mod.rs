@@ -31,9 +31,10 @@ mod openai;
 mod retry;
 mod texts;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,7 @@ pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use openai::OpenAiModel;
-pub use retry::{Backoff, ModelRetry, ToolRetry};
+pub use retry::{Backoff, InvalidBackoff, ModelRetry, ToolRetry};
 
 use crate::checkpoint::Checkpointer;
 use crate::context::NodeContext;
@@ -118,6 +119,8 @@ pub fn create_agent(model: impl ChatModel) -> AgentBuilder {
         name: "agent".into(),
         recursion_limit: 10_000,
         state_cache: 1024,
+        tool_timeout: None,
+        tool_timeouts: HashMap::new(),
     }
 }
 
@@ -133,6 +136,8 @@ pub struct AgentBuilder {
     name: String,
     recursion_limit: usize,
     state_cache: usize,
+    tool_timeout: Option<Duration>,
+    tool_timeouts: HashMap<String, Duration>,
 }
 
 impl fmt::Debug for AgentBuilder {
@@ -170,6 +175,23 @@ impl AgentBuilder {
     /// Like [`checkpointer`](Self::checkpointer), with a shared saver.
     pub fn checkpointer_arc(mut self, saver: Arc<dyn Checkpointer>) -> Self {
         self.checkpointer = Some(saver);
+        self
+    }
+
+    /// Stops every tool call that runs longer than `timeout` (none by default): the
+    /// call is answered with an error the model reads ([`ToolError::Timeout`]). An
+    /// async tool is dropped at its next `.await`; a sync tool's thread cannot be
+    /// stopped and finishes in the background, its result discarded. A stopped call
+    /// may have had effects: use [`ToolContext::idempotency_key`](crate::ToolContext::idempotency_key).
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_timeout = Some(timeout);
+        self
+    }
+
+    /// Like [`tool_timeout`](Self::tool_timeout), for tool `T` alone (overrides the
+    /// default): `.tool_timeout_for::<send_email>(Duration::from_secs(10))`.
+    pub fn tool_timeout_for<T: crate::Tool>(mut self, timeout: Duration) -> Self {
+        self.tool_timeouts.insert(T::NAME.to_owned(), timeout);
         self
     }
 
@@ -254,6 +276,8 @@ impl AgentBuilder {
         let shared = Arc::new(Shared {
             model: self.model,
             tools: self.tools,
+            tool_timeout: self.tool_timeout,
+            tool_timeouts: self.tool_timeouts,
             specs,
             middleware: middleware.clone(),
             system_prompt: self.system_prompt,
@@ -449,6 +473,8 @@ impl Wiring {
 struct Shared {
     model: Arc<dyn ChatModel>,
     tools: ToolSet,
+    tool_timeout: Option<Duration>,
+    tool_timeouts: HashMap<String, Duration>,
     specs: Arc<[ToolSpec]>,
     middleware: Vec<Arc<dyn Middleware>>,
     system_prompt: Option<String>,

@@ -340,11 +340,24 @@ pub(super) async fn run_tools(
     };
     let (name, result) = {
         let name = request.call.name.clone();
-        let result = ToolNext {
+        let run = ToolNext {
             chain: &shared.middleware,
         }
-        .run(request)
-        .await;
+        .run(request);
+        let timeout = shared
+            .tool_timeouts
+            .get(&name)
+            .copied()
+            .or(shared.tool_timeout);
+        let result = match timeout {
+            Some(after) => tokio::time::timeout(after, run).await.unwrap_or_else(|_| {
+                Err(ToolError::Timeout {
+                    tool: name.clone(),
+                    after,
+                })
+            }),
+            None => run.await,
+        };
         (name, result)
     };
     let (content, status) = match result {

@@ -13,14 +13,39 @@ use crate::message::AssistantMessage;
 use crate::tool::ToolError;
 
 /// Exponential backoff: `initial`, then times `factor` each attempt, at most `max`.
+///
+/// ```
+/// # use hitl_runtime::agent::Backoff;
+/// # use std::time::Duration;
+/// let b = Backoff::new(Duration::from_millis(100), 3.0, Duration::from_secs(1))?;
+/// assert_eq!(b.delay(1), Duration::from_millis(300));
+/// assert!(Backoff::new(Duration::from_millis(100), -2.0, Duration::from_secs(1)).is_err());
+/// # Ok::<(), hitl_runtime::agent::InvalidBackoff>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    /// The first delay.
-    pub initial: Duration,
-    /// The growth per attempt.
-    pub factor: f64,
-    /// The longest delay.
-    pub max: Duration,
+    initial: Duration,
+    factor: f64,
+    max: Duration,
+}
+
+/// Why a [`Backoff`] cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidBackoff {
+    /// The factor is below 1, or not a finite number.
+    #[error(
+        "the backoff factor must be a finite number of at least 1 (2.0 doubles each delay), not {0}"
+    )]
+    Factor(f64),
+    /// The longest delay is shorter than the first.
+    #[error("the longest backoff delay ({max:?}) is shorter than the first ({initial:?})")]
+    MaxBelowInitial {
+        /// The first delay.
+        initial: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
 }
 
 impl Default for Backoff {
@@ -34,10 +59,46 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay before retry number `attempt` (0-based).
+    /// A backoff starting at `initial`, growing by `factor` (a finite number, at least
+    /// 1) each attempt, capped at `max` (at least `initial`).
+    pub fn new(initial: Duration, factor: f64, max: Duration) -> Result<Self, InvalidBackoff> {
+        if !factor.is_finite() || factor < 1.0 {
+            return Err(InvalidBackoff::Factor(factor));
+        }
+        if max < initial {
+            return Err(InvalidBackoff::MaxBelowInitial { initial, max });
+        }
+        Ok(Backoff {
+            initial,
+            factor,
+            max,
+        })
+    }
+
+    /// The first delay.
+    pub fn initial(&self) -> Duration {
+        self.initial
+    }
+
+    /// The growth per attempt.
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    /// The longest delay.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// The delay before retry number `attempt` (0-based); never more than `max`, for
+    /// any attempt.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let scaled = self.initial.as_secs_f64() * self.factor.powi(attempt as i32);
-        Duration::from_secs_f64(scaled.min(self.max.as_secs_f64()))
+        let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let scaled = self.initial.as_secs_f64() * self.factor.powi(exponent);
+        if !scaled.is_finite() || scaled >= self.max.as_secs_f64() {
+            return self.max;
+        }
+        Duration::try_from_secs_f64(scaled).map_or(self.max, |d| d.min(self.max))
     }
 }
 
@@ -204,14 +265,26 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let b = Backoff {
-            initial: Duration::from_millis(100),
-            factor: 3.0,
-            max: Duration::from_secs(1),
-        };
+        let b = Backoff::new(Duration::from_millis(100), 3.0, Duration::from_secs(1)).unwrap();
         assert_eq!(b.delay(0), Duration::from_millis(100));
         assert_eq!(b.delay(1), Duration::from_millis(300));
         assert_eq!(b.delay(2), Duration::from_millis(900));
         assert_eq!(b.delay(3), Duration::from_secs(1));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(1), "no overflow");
+        let huge = Backoff::new(Duration::from_secs(1), 1e308, Duration::MAX).unwrap();
+        assert_eq!(huge.delay(5), Duration::MAX);
+    }
+
+    #[test]
+    fn a_backoff_that_would_shrink_overflow_or_panic_is_refused() {
+        let ms = Duration::from_millis;
+        for factor in [-2.0, 0.5, f64::NAN, f64::INFINITY] {
+            let err = Backoff::new(ms(10), factor, ms(100)).unwrap_err();
+            assert!(matches!(err, InvalidBackoff::Factor(_)), "{factor}");
+        }
+        assert_eq!(
+            Backoff::new(ms(100), 2.0, ms(10)).unwrap_err().to_string(),
+            "the longest backoff delay (10ms) is shorter than the first (100ms)"
+        );
     }
 }

@@ -248,7 +248,10 @@ impl<S: State> Topology<S> {
             }
         }
         for conditional in &edges.conditional {
-            let route = (conditional.route)(state);
+            let route = crate::error::catching(
+                || format!("the conditional edge after `{from}`"),
+                || (conditional.route)(state),
+            )?;
             let mut specs = Vec::new();
             self.resolve_gotos(from, conditional.targets.as_deref(), route.0, &mut specs)?;
             for spec in specs {

@@ -225,7 +225,12 @@ impl<S: State> Draft<S> {
             }
         }
         self.writes.set_writer(writer);
-        Arc::make_mut(&mut self.state).apply(update, &mut self.writes)?;
+        let state = Arc::make_mut(&mut self.state);
+        let writes = &mut self.writes;
+        crate::error::catching(
+            || format!("a reducer applying the update of `{writer}`"),
+            || state.apply(update, writes),
+        )??;
         Ok(())
     }
 
@@ -239,15 +244,15 @@ impl<S: State> Draft<S> {
         let (channels, blobs) = match (&self.base, self.source) {
             // A fork copies the old checkpoint's channels as they are.
             (Some(old), CheckpointSource::Fork) => (old.channels.clone(), Vec::new()),
-            _ => self
-                .blobs
-                .finish(
-                    self.base.as_deref(),
-                    &*self.state,
-                    self.writes.written(),
-                    self.id,
-                )
-                .map_err(CheckpointError::decoding(thread, "channel values"))?,
+            _ => {
+                let (blobs, base, state) = (self.blobs, self.base.as_deref(), &*self.state);
+                let written = self.writes.written();
+                crate::error::catching(
+                    || "serializing the state".to_owned(),
+                    || blobs.finish(base, state, written, self.id),
+                )?
+                .map_err(CheckpointError::decoding(thread, "channel values"))?
+            }
         };
         let checkpoint = Checkpoint {
             id: self.id,

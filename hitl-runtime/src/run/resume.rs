@@ -197,7 +197,12 @@ fn check_answer(
             })?;
         let payload: Value = serde_json::from_str(view.value.get())
             .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
-        validator.check(&payload, value).map_err(invalid)?;
+        crate::error::catching(
+            || format!("the check of interrupt kind `{kind}`"),
+            || validator.check(&payload, value),
+        )
+        .map_err(|e| invalid(vec![e.to_string()]))?
+        .map_err(invalid)?;
     }
     // A kind that derives the schema left it out; its check covers it.
     if let Some(schema) = view.resume_schema {

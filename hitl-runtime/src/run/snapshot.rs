@@ -26,7 +26,8 @@ pub(super) fn preview<'a, S: State>(
     let mut s = (**state).clone();
     let mut writes = StepWrites::new(S::channels());
     for u in updates {
-        if s.apply(u.clone(), &mut writes).is_err() {
+        let applied = crate::error::catching(String::new, || s.apply(u.clone(), &mut writes));
+        if !matches!(applied, Ok(Ok(()))) {
             return state.clone();
         }
     }

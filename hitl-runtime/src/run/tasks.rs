@@ -168,10 +168,23 @@ impl<S: State> Runner<S> {
                     Ok(r) => r,
                     Err(panic) => Err(NodeError::msg(format!(
                         "panicked: {}",
-                        panic_message(&panic)
+                        crate::error::panic_message(&panic)
                     ))),
                 };
-                let outcome = self.settle(node_index, &cx, result);
+                // Settling encodes the update: a panicking `Serialize` fails the task too.
+                let outcome =
+                    crate::error::catching(String::new, || self.settle(node_index, &cx, result))
+                        .unwrap_or_else(|e| {
+                            let RunError::Panicked { message, .. } = e else {
+                                unreachable!("catching only returns Panicked")
+                            };
+                            Outcome::Failed {
+                                message: format!(
+                                    "its update panicked while serializing: {message}"
+                                ),
+                                source: None,
+                            }
+                        });
                 let write = outcome_write(task_id, &outcome, &self.graph.validators);
                 let last = unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
                 if last && matches!(outcome, Outcome::Done { .. }) {
@@ -351,16 +364,5 @@ fn outcome_write<S: State>(
             },
         ),
         Outcome::Interrupted(list) => pending::interrupts_write(task_id, list, kinds),
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
     }
 }
