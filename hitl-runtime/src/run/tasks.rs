@@ -168,7 +168,7 @@ impl<S: State> Runner<S> {
                     Ok(r) => r,
                     Err(panic) => Err(NodeError::msg(format!(
                         "panicked: {}",
-                        crate::error::panic_message(&panic)
+                        crate::error::panic_message(&*panic)
                     ))),
                 };
                 // Settling encodes the update: a panicking `Serialize` fails the task too.
