@@ -449,6 +449,27 @@ pub enum RunError {
         /// Why it is invalid.
         why: &'static str,
     },
+    /// Another runner is running the thread (it holds the thread's run lease).
+    #[error(
+        "thread `{thread}` is being run by another runner ({holder}); wait for that run to \
+         finish and try again (a crashed runner's lease expires by itself)"
+    )]
+    ThreadBusy {
+        /// The thread.
+        thread: String,
+        /// Who holds its lease.
+        holder: String,
+    },
+    /// The run could not renew its lease in time and stopped; another runner may have
+    /// taken the thread over.
+    #[error(
+        "the run lost the lease of thread `{thread}` (it could not renew it in time) and \
+         stopped; what it stored is kept, reload the thread before continuing it"
+    )]
+    LeaseLost {
+        /// The thread.
+        thread: String,
+    },
     /// A `Command` with no resume, update or goto.
     #[error(
         "the command is empty: give it a resume value, an update or a goto (to just continue a thread, use `invoke(None, ..)`)"

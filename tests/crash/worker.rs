@@ -4,6 +4,11 @@
 //!
 //! Usage: `hitl-crash-worker sqlite <db file> <threads> <seed>` or
 //! `hitl-crash-worker postgres <url> <schema> <threads> <seed>`.
+//!
+//! The lease race test also runs it as `hitl-crash-worker continue sqlite <db file>
+//! <dir> <thread>` or `... continue postgres <url> <schema> <dir> <thread>`: one
+//! `invoke(None)` of the race agent on that thread, printing `busy`, `done`, `paused`
+//! or `error: ..`.
 
 #[path = "workload.rs"]
 #[allow(dead_code)] // The test uses the rest.
@@ -103,6 +108,11 @@ async fn drive(saver: Arc<dyn Checkpointer>, store: Arc<dyn SideStore>, threads:
             match result {
                 Ok(out) if out.is_done() => {}
                 Ok(_) => all_done = false,
+                // The killed worker's lease has not expired yet: come back to it.
+                Err(RunError::ThreadBusy { .. }) => {
+                    all_done = false;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
                 Err(e) => panic!("thread {i}: {e}"),
             }
         }
@@ -112,9 +122,44 @@ async fn drive(saver: Arc<dyn Checkpointer>, store: Arc<dyn SideStore>, threads:
     }
 }
 
+/// One `invoke(None)` of the race agent; prints what happened.
+async fn continue_once(saver: Arc<dyn Checkpointer>, dir: &str, thread: &str) {
+    let agent = workload::race_agent(saver);
+    let cfg = RunConfig::thread(thread).context(workload::RaceDir(dir.into()));
+    match agent.invoke(None, &cfg).await {
+        Err(RunError::ThreadBusy { .. }) => println!("busy"),
+        Ok(out) if out.is_done() => println!("done"),
+        Ok(_) => println!("paused"),
+        Err(e) => println!("error: {e}"),
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("continue") {
+        match args.get(1).map(String::as_str) {
+            Some("sqlite") => {
+                let saver = hitl_runtime::SqliteSaver::open(&args[2]).await.unwrap();
+                continue_once(Arc::new(saver), &args[3], &args[4]).await;
+            }
+            Some("postgres") => {
+                let saver = hitl_runtime::PostgresSaver::builder(args[2].as_str())
+                    .schema(args[3].as_str())
+                    .connect()
+                    .await
+                    .unwrap();
+                continue_once(Arc::new(saver), &args[4], &args[5]).await;
+            }
+            _ => {
+                eprintln!(
+                    "usage: hitl-crash-worker continue sqlite <db> <dir> <thread> | continue postgres <url> <schema> <dir> <thread>"
+                );
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     match args.first().map(String::as_str) {
         Some("sqlite") => {
             let path = &args[1];

@@ -126,6 +126,8 @@ pub(crate) fn agent(saver: Arc<dyn Checkpointer>) -> Agent {
     create_agent(SlowModel(model))
         .tools(tools![send_email, charge, log_event])
         .middleware(HumanInTheLoop::from_tools())
+        // A killed worker's lease expires quickly, so its restart can continue.
+        .run_lease(Duration::from_millis(600))
         .checkpointer_arc(saver)
         .build()
         .expect("a valid agent")
@@ -148,4 +150,47 @@ pub(crate) fn charge_approved(i: usize) -> bool {
 
 pub(crate) fn thread_name(i: usize) -> String {
     format!("order-{i}")
+}
+
+/// Where the lease race's tool leaves its marks (run context).
+#[derive(Clone, Debug)]
+pub(crate) struct RaceDir(pub(crate) std::path::PathBuf);
+
+/// Send an email slowly (reviewed): records each run in `effects.log`, marks that it
+/// started, then holds until the test creates `release`.
+#[tool(interrupt(allowed = [approve, reject]))]
+pub(crate) async fn slow_send(cx: ToolContext, to: String) -> Result<String, ToolError> {
+    use std::io::Write;
+    let dir = cx
+        .context::<RaceDir>()
+        .expect("the test passes its directory")
+        .0
+        .clone();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("effects.log"))
+        .map_err(ToolError::msg)?;
+    writeln!(log, "sent to {to} by process {}", std::process::id()).map_err(ToolError::msg)?;
+    std::fs::write(dir.join("started"), b"").map_err(ToolError::msg)?;
+    while !dir.join("release").exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(format!("sent to {to}"))
+}
+
+/// The lease race's agent: one reviewed, slow call, then a final answer.
+pub(crate) fn race_agent(saver: Arc<dyn Checkpointer>) -> Agent {
+    create_agent(ScriptedModel::turns([
+        Message::assistant_with_tools(
+            "",
+            vec![ToolCall::new("slow_send", json!({"to": "ann"}), "c1")],
+        ),
+        Message::assistant("Sent."),
+    ]))
+    .tools(tools![slow_send])
+    .middleware(HumanInTheLoop::from_tools())
+    .checkpointer_arc(saver)
+    .build()
+    .expect("a valid agent")
 }

@@ -326,6 +326,7 @@ async fn race(saver_a: Arc<dyn Checkpointer>, saver_b: Arc<dyn Checkpointer>, ro
                     matches!(
                         e,
                         RunError::Checkpoint(_)
+                            | RunError::ThreadBusy { .. }
                             | RunError::Resume(
                                 ResumeError::NothingPending { .. }
                                     | ResumeError::AlreadyAnswered { .. }
@@ -367,4 +368,99 @@ async fn postgres_double_resume_from_two_pools_has_one_winner() {
     let a = schemas.saver(&schema).await;
     let b = schemas.saver(&schema).await;
     race(Arc::new(a), Arc::new(b), 30).await;
+}
+
+/// While one runner resumes a thread and its approved tool runs, another process's
+/// `invoke(None)` on the same thread is told the thread is busy: the tool runs once.
+async fn lease_race(saver: Arc<dyn Checkpointer>, child_args: impl Fn(&str, &str) -> Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = workload::race_agent(saver);
+    let thread = "lease-race";
+    let cfg = RunConfig::thread(thread).context(workload::RaceDir(dir.path().into()));
+    let out = agent.invoke(Message::user("send it"), &cfg).await.unwrap();
+    assert!(out.is_interrupted());
+    let resume = {
+        let (agent, cfg) = (agent.clone(), cfg.clone());
+        tokio::spawn(async move {
+            agent
+                .invoke(
+                    Command::resume(json!({"decisions": [{"type": "approve"}]})),
+                    &cfg,
+                )
+                .await
+        })
+    };
+    let started = Instant::now();
+    while !dir.path().join("started").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the tool never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = |args: Vec<String>| {
+        let out = Process::new(env!("CARGO_BIN_EXE_hitl-crash-worker"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let dir_arg = dir.path().to_str().unwrap().to_owned();
+    let args = child_args(&dir_arg, thread);
+    let seen = tokio::task::spawn_blocking({
+        let args = args.clone();
+        move || other(args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, "busy", "the other process must not run the thread");
+    std::fs::write(dir.path().join("release"), b"").unwrap();
+    let out = resume.await.unwrap().unwrap();
+    assert!(out.is_done());
+    let effects = std::fs::read_to_string(dir.path().join("effects.log")).unwrap();
+    assert_eq!(effects.lines().count(), 1, "{effects}");
+    // Once the run is over, the other process may continue it (nothing left to do).
+    let seen = tokio::task::spawn_blocking(move || other(args))
+        .await
+        .unwrap();
+    assert_eq!(seen, "done");
+    let effects = std::fs::read_to_string(dir.path().join("effects.log")).unwrap();
+    assert_eq!(effects.lines().count(), 1, "{effects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_second_process_cannot_run_a_running_thread() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("lease.db");
+    let saver = hitl_runtime::SqliteSaver::open(&path).await.unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    lease_race(Arc::new(saver), |dir, thread| {
+        ["continue", "sqlite", &path, dir, thread]
+            .map(String::from)
+            .to_vec()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(hitl_postgres),
+    ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres lease race"
+)]
+async fn postgres_a_second_process_cannot_run_a_running_thread() {
+    let schemas = PgSchemas::new();
+    let schema = schemas.name();
+    let saver = schemas.saver(&schema).await;
+    let url = url();
+    lease_race(Arc::new(saver), |dir, thread| {
+        ["continue", "postgres", &url, &schema, dir, thread]
+            .map(String::from)
+            .to_vec()
+    })
+    .await;
 }

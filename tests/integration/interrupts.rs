@@ -891,6 +891,7 @@ async fn concurrent_double_resume_lets_exactly_one_win() {
                     matches!(
                         e,
                         RunError::Checkpoint(_)
+                            | RunError::ThreadBusy { .. }
                             | RunError::Resume(
                                 ResumeError::NothingPending { .. }
                                     | ResumeError::AlreadyAnswered { .. }

@@ -121,6 +121,7 @@ pub fn create_agent(model: impl ChatModel) -> AgentBuilder {
         state_cache: 1024,
         tool_timeout: None,
         tool_timeouts: HashMap::new(),
+        run_lease: None,
     }
 }
 
@@ -138,6 +139,7 @@ pub struct AgentBuilder {
     state_cache: usize,
     tool_timeout: Option<Duration>,
     tool_timeouts: HashMap<String, Duration>,
+    run_lease: Option<Duration>,
 }
 
 impl fmt::Debug for AgentBuilder {
@@ -192,6 +194,13 @@ impl AgentBuilder {
     /// default): `.tool_timeout_for::<send_email>(Duration::from_secs(10))`.
     pub fn tool_timeout_for<T: crate::Tool>(mut self, timeout: Duration) -> Self {
         self.tool_timeouts.insert(T::NAME.to_owned(), timeout);
+        self
+    }
+
+    /// How long a run's lease on its thread lasts without renewal (default 30 s; see
+    /// [`CompileBuilder::run_lease`](crate::CompileBuilder::run_lease)).
+    pub fn run_lease(mut self, ttl: Duration) -> Self {
+        self.run_lease = Some(ttl);
         self
     }
 
@@ -347,6 +356,9 @@ impl AgentBuilder {
             .name(self.name)
             .recursion_limit(self.recursion_limit)
             .state_cache(self.state_cache);
+        if let Some(ttl) = self.run_lease {
+            compile = compile.run_lease(ttl);
+        }
         for m in &middleware {
             for (kind, validator) in m.resume_validators() {
                 compile = compile.resume_validator_arc(kind, validator);

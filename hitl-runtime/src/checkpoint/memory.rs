@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -28,6 +29,8 @@ pub struct InMemorySaver {
 #[derive(Debug, Default)]
 struct Store {
     threads: HashMap<Box<str>, Thread>,
+    /// Run leases: thread -> (holder, expiry).
+    leases: HashMap<Box<str>, (String, Instant)>,
 }
 
 /// A thread's namespaces: the root one, then subgraphs' (few, looked up by name).
@@ -401,7 +404,9 @@ impl Checkpointer for InMemorySaver {
     }
 
     async fn delete_thread(&self, thread: &str) -> Result<(), CheckpointError> {
-        self.lock().threads.remove(thread);
+        let mut store = self.lock();
+        store.threads.remove(thread);
+        store.leases.remove(thread);
         Ok(())
     }
 
@@ -421,6 +426,59 @@ impl Checkpointer for InMemorySaver {
             .blobs
             .retain(|b| needed.contains(&(b.channel.clone(), b.version)));
         Ok(before - space.checkpoints().count())
+    }
+
+    async fn acquire_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, CheckpointError> {
+        let mut store = self.lock();
+        let now = Instant::now();
+        match store.leases.get_mut(thread) {
+            Some((current, expires)) if current != holder && *expires > now => {
+                Ok(Some(current.clone()))
+            }
+            Some(lease) => {
+                *lease = (holder.to_owned(), now + ttl);
+                Ok(None)
+            }
+            None => {
+                store
+                    .leases
+                    .insert(thread.into(), (holder.to_owned(), now + ttl));
+                Ok(None)
+            }
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        let mut store = self.lock();
+        match store.leases.get_mut(thread) {
+            Some((current, expires)) if current == holder => {
+                *expires = Instant::now() + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
+        let mut store = self.lock();
+        if store
+            .leases
+            .get(thread)
+            .is_some_and(|(current, _)| current == holder)
+        {
+            store.leases.remove(thread);
+        }
+        Ok(())
     }
 
     async fn threads_with_pending_interrupts(

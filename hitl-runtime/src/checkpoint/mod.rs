@@ -470,6 +470,30 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<PendingThread>, CheckpointError>;
 
+    /// Takes the run lease of `thread` for `holder` for `ttl`: granted when nobody
+    /// holds it, when its holder's lease expired (a crashed process), or when
+    /// `holder` already holds it (then it is renewed). Returns `Ok(None)` when granted,
+    /// else `Ok(Some(current holder))`. One runner per thread: a run takes the lease
+    /// before it reads the thread, renews it while it runs, and releases it at the end.
+    async fn acquire_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, CheckpointError>;
+
+    /// Extends `holder`'s lease of `thread` to `ttl` from now. Returns `false` when
+    /// `holder` no longer holds it (it expired and another runner took it).
+    async fn renew_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError>;
+
+    /// Gives up `holder`'s lease of `thread` (a no-op if it does not hold it).
+    async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError>;
+
     /// Makes everything written so far durable. A run calls it before it returns; a
     /// saver that commits lazily (`PgDurability::RunEnd`, `SqliteDurability::RunEnd`) waits
     /// for the disk here. The default does nothing.

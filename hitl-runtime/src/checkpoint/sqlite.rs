@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -54,6 +55,12 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 2: the row a run-end flush writes, so that its commit waits for the disk.
     "CREATE TABLE hitl_flush (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);",
+    // 3: run leases, one runner per thread.
+    "CREATE TABLE hitl_leases (
+         thread TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         expires_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// When commits reach the disk. Every setting survives a crash of the process (WAL);
@@ -130,7 +137,7 @@ impl SqliteSaver {
         };
         conn.pragma_update(None, "synchronous", sync)
             .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend)?;
         let mut conn = conn;
         migrate(&mut conn)?;
@@ -525,6 +532,7 @@ impl Checkpointer for SqliteSaver {
             "hitl_blobs",
             "hitl_writes",
             "hitl_heads",
+            "hitl_leases",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE thread = ?1"), [thread])
                 .map_err(backend)?;
@@ -610,6 +618,66 @@ impl Checkpointer for SqliteSaver {
         self.wrote();
         self.sync(&conn)?;
         Ok(removed)
+    }
+
+    async fn acquire_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, CheckpointError> {
+        let conn = self.lock();
+        let now = crate::ids::now_ms() as i64;
+        let expires = now.saturating_add(ttl.as_millis() as i64);
+        let granted = conn
+            .prepare_cached(
+                "INSERT INTO hitl_leases (thread, holder, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (thread) DO UPDATE SET holder = excluded.holder,
+                     expires_ms = excluded.expires_ms
+                 WHERE hitl_leases.expires_ms <= ?4 OR hitl_leases.holder = excluded.holder",
+            )
+            .map_err(backend)?
+            .execute(params![thread, holder, expires, now])
+            .map_err(backend)?;
+        self.wrote();
+        if granted == 1 {
+            return Ok(None);
+        }
+        let current: String = conn
+            .prepare_cached("SELECT holder FROM hitl_leases WHERE thread = ?1")
+            .map_err(backend)?
+            .query_row([thread], |r| r.get(0))
+            .map_err(backend)?;
+        Ok(Some(current))
+    }
+
+    async fn renew_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        let conn = self.lock();
+        let expires = (crate::ids::now_ms() as i64).saturating_add(ttl.as_millis() as i64);
+        let renewed = conn
+            .prepare_cached(
+                "UPDATE hitl_leases SET expires_ms = ?3 WHERE thread = ?1 AND holder = ?2",
+            )
+            .map_err(backend)?
+            .execute(params![thread, holder, expires])
+            .map_err(backend)?;
+        self.wrote();
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
+        let conn = self.lock();
+        conn.prepare_cached("DELETE FROM hitl_leases WHERE thread = ?1 AND holder = ?2")
+            .map_err(backend)?
+            .execute(params![thread, holder])
+            .map_err(backend)?;
+        self.wrote();
+        Ok(())
     }
 
     async fn threads_with_pending_interrupts(

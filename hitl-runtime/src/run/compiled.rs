@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -29,6 +30,8 @@ pub(crate) struct GraphInner<S: State> {
     pub(super) recursion_limit: usize,
     pub(super) validators: HashMap<String, ResumeValidator>,
     pub(super) cache: StateCache<S>,
+    /// The time to live of a run's lease on its thread.
+    pub(super) run_lease: Duration,
 }
 
 impl<S: State> GraphInner<S> {
@@ -66,6 +69,7 @@ pub struct CompileBuilder<S: State> {
     recursion_limit: usize,
     validators: HashMap<String, ResumeValidator>,
     cache_capacity: usize,
+    run_lease: Duration,
 }
 
 impl<S: State> fmt::Debug for CompileBuilder<S> {
@@ -89,6 +93,7 @@ impl<S: State> CompileBuilder<S> {
             recursion_limit: 25,
             validators: HashMap::new(),
             cache_capacity: 1024,
+            run_lease: Duration::from_secs(30),
         }
     }
 
@@ -147,6 +152,15 @@ impl<S: State> CompileBuilder<S> {
         self
     }
 
+    /// How long a run's lease on its thread lasts without renewal (default 30 s). A
+    /// run renews it every third of that while it runs; a crashed runner's lease
+    /// expires after it, and then another runner may continue the thread. A run that
+    /// cannot renew it in time stops with [`RunError::LeaseLost`].
+    pub fn run_lease(mut self, ttl: Duration) -> Self {
+        self.run_lease = ttl.max(Duration::from_millis(30));
+        self
+    }
+
     /// How many thread states to keep in memory between runs (default 1024; 0 turns
     /// the cache off). A cached state is reused only for the exact checkpoint it was
     /// computed for, so it is never stale.
@@ -177,6 +191,7 @@ impl<S: State> CompileBuilder<S> {
                 recursion_limit: self.recursion_limit,
                 validators: self.validators,
                 cache: StateCache::new(self.cache_capacity),
+                run_lease: self.run_lease,
             }),
         })
     }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::commit::{Draft, Made, Pieces, decode_update, encode_given};
 use super::compiled::GraphInner;
 use super::input::Input;
+use super::lease::Lease;
 use super::output::{RunOutput, RunStatus};
 use super::snapshot::{preview, snapshot_of};
 use super::stream::{Sink, StreamEvent};
@@ -142,10 +143,25 @@ pub(crate) async fn execute<S: State>(
     sink: Option<Sink<S>>,
 ) -> Result<RunOutput<S>, RunError> {
     let mut runner = Runner::root(graph, &input, cfg, sink)?;
-    let result = runner.drive(Phase::Start(input)).await;
+    // One runner per thread (a throwaway thread without a checkpointer needs none).
+    let lease = match runner.cacheable {
+        true => Some(Lease::acquire(&runner.saver, &runner.thread, graph.run_lease).await?),
+        false => None,
+    };
+    let result = match &lease {
+        Some(lease) => tokio::select! {
+            result = runner.drive(Phase::Start(input)) => result,
+            lost = lease.keep() => Err(lost),
+        },
+        None => runner.drive(Phase::Start(input)).await,
+    };
     // Whatever happened, what was written is durable before the run returns.
     let flushed = runner.saver.flush().await;
-    match (result, flushed) {
+    let released = match lease {
+        Some(lease) => lease.release().await,
+        None => Ok(()),
+    };
+    match (result, flushed.and(released)) {
         (Ok(out), Ok(())) => Ok(out),
         (Ok(_), Err(e)) => Err(e.into()),
         (Err(e), _) => Err(e),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::commit::{Draft, encode_given};
 use super::compiled::GraphInner;
+use super::lease::Lease;
 use super::step::{Current, Runner};
 use crate::context::RunConfig;
 use crate::error::{CheckpointError, RunError};
@@ -15,7 +16,7 @@ use crate::state::State;
 pub(crate) async fn update_state<S: State>(
     graph: &Arc<GraphInner<S>>,
     cfg: &RunConfig,
-    mut update: S::Update,
+    update: S::Update,
     as_node: Option<usize>,
 ) -> Result<RunConfig, RunError> {
     let saver = graph.checkpointer.clone().ok_or(RunError::NoCheckpointer {
@@ -36,6 +37,19 @@ pub(crate) async fn update_state<S: State>(
         cacheable: true,
         shared: None,
     };
+    let lease = Lease::acquire(&runner.saver, &thread, graph.run_lease).await?;
+    let result = write_update(&runner, cfg, update, as_node).await;
+    lease.release().await?;
+    result
+}
+
+async fn write_update<S: State>(
+    runner: &Runner<S>,
+    cfg: &RunConfig,
+    mut update: S::Update,
+    as_node: Option<usize>,
+) -> Result<RunConfig, RunError> {
+    let (graph, thread) = (&runner.graph, &runner.thread);
     let head = runner
         .load(None)
         .await?

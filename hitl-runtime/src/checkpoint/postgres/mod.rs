@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
@@ -665,6 +666,64 @@ impl Checkpointer for PostgresSaver {
             }),
             limit,
         )
+    }
+
+    async fn acquire_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.acquire)
+            .await
+            .map_err(backend)?;
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let row = client
+            .query_one(&stmt, &[&thread, &holder, &ms])
+            .await
+            .map_err(backend)?;
+        let granted: Option<String> = row.try_get(0).map_err(backend)?;
+        if granted.is_some() {
+            return Ok(None);
+        }
+        // Not granted: the row exists and another holder's lease has not expired (the
+        // statement's snapshot may not show a row inserted concurrently: say so).
+        let current: Option<String> = row.try_get(1).map_err(backend)?;
+        Ok(Some(current.unwrap_or_else(|| "another runner".to_owned())))
+    }
+
+    async fn renew_lease(
+        &self,
+        thread: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.renew)
+            .await
+            .map_err(backend)?;
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let n = client
+            .execute(&stmt, &[&thread, &holder, &ms])
+            .await
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.release)
+            .await
+            .map_err(backend)?;
+        client
+            .execute(&stmt, &[&thread, &holder])
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn flush(&self) -> Result<(), CheckpointError> {

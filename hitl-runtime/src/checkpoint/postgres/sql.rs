@@ -19,6 +19,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
          thread TEXT NOT NULL, ns TEXT NOT NULL, head TEXT NOT NULL,
          PRIMARY KEY (thread, ns));",
     "CREATE TABLE {s}.hitl_flush (instance TEXT PRIMARY KEY, n BIGINT NOT NULL);",
+    // 3: run leases, one runner per thread; expiry in the database's clock.
+    "CREATE TABLE {s}.hitl_leases (
+         thread TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL);",
 ];
 
 /// The statements, with the schema filled in.
@@ -32,6 +35,9 @@ pub(super) struct Sql {
     pub(super) delete: String,
     pub(super) inbox: String,
     pub(super) flush: String,
+    pub(super) acquire: String,
+    pub(super) renew: String,
+    pub(super) release: String,
 }
 
 impl Sql {
@@ -129,7 +135,8 @@ impl Sql {
                      ORDER BY id DESC LIMIT $5"),
             delete: f("WITH a AS (DELETE FROM {s}.hitl_checkpoints WHERE thread = $1),
                             b AS (DELETE FROM {s}.hitl_blobs WHERE thread = $1),
-                            c AS (DELETE FROM {s}.hitl_writes WHERE thread = $1)
+                            c AS (DELETE FROM {s}.hitl_writes WHERE thread = $1),
+                            d AS (DELETE FROM {s}.hitl_leases WHERE thread = $1)
                        DELETE FROM {s}.hitl_heads WHERE thread = $1"),
             inbox: f("SELECT h.thread, h.head,
                         (SELECT json_agg(json_build_array(w.task, w.idx, w.kind, w.value))::text
@@ -146,6 +153,19 @@ impl Sql {
                       INSERT INTO {s}.hitl_flush (instance, n) VALUES ('{i}', 1)
                       ON CONFLICT (instance) DO UPDATE SET n = {s}.hitl_flush.n + 1;
                       COMMIT;"),
+            acquire: f("WITH up AS (
+                            INSERT INTO {s}.hitl_leases AS l (thread, holder, expires)
+                            VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 millisecond')
+                            ON CONFLICT (thread) DO UPDATE
+                              SET holder = EXCLUDED.holder, expires = EXCLUDED.expires
+                              WHERE l.expires <= clock_timestamp() OR l.holder = EXCLUDED.holder
+                            RETURNING holder)
+                        SELECT (SELECT holder FROM up),
+                               (SELECT holder FROM {s}.hitl_leases WHERE thread = $1)"),
+            renew: f("UPDATE {s}.hitl_leases
+                        SET expires = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                      WHERE thread = $1 AND holder = $2"),
+            release: f("DELETE FROM {s}.hitl_leases WHERE thread = $1 AND holder = $2"),
         }
     }
 }

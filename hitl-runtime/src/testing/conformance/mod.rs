@@ -33,6 +33,7 @@ pub use records::{
 pub use threads::{
     decode_failure_is_an_error, delete_thread, delta_channels_across_snapshots,
     migrations_are_idempotent, pending_interrupt_inbox, prune_keeps_what_the_head_needs,
+    run_leases,
 };
 
 /// How the suite drives one backend.
@@ -175,6 +176,7 @@ macro_rules! checkpointer_conformance {
             decode_failure_is_an_error,
             prune_keeps_what_the_head_needs,
             pending_interrupt_inbox,
+            run_leases,
         );
     };
     (@tests $attrs:tt $harness:expr; $($name:ident),* $(,)?) => {

@@ -208,3 +208,51 @@ pub async fn pending_interrupt_inbox<H: Harness>(h: &H) {
         1
     );
 }
+
+/// The run lease: one holder at a time, renewable only by its holder, taken over only
+/// once expired, released only by its holder, and gone with the thread.
+pub async fn run_leases<H: Harness>(h: &H) {
+    use std::time::Duration;
+    let saver = h.fresh().await;
+    let long = Duration::from_secs(60);
+    assert_eq!(saver.acquire_lease("t", "a", long).await.unwrap(), None);
+    assert_eq!(
+        saver
+            .acquire_lease("t", "b", long)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a"),
+        "a second holder is refused and told who holds it"
+    );
+    assert_eq!(
+        saver.acquire_lease("t", "a", long).await.unwrap(),
+        None,
+        "re-entrant"
+    );
+    assert_eq!(
+        saver.acquire_lease("u", "b", long).await.unwrap(),
+        None,
+        "per thread"
+    );
+    assert!(saver.renew_lease("t", "a", long).await.unwrap());
+    assert!(!saver.renew_lease("t", "b", long).await.unwrap());
+    saver.release_lease("t", "b").await.unwrap();
+    assert!(
+        saver.acquire_lease("t", "b", long).await.unwrap().is_some(),
+        "only the holder releases"
+    );
+    saver.release_lease("t", "a").await.unwrap();
+    assert_eq!(saver.acquire_lease("t", "b", long).await.unwrap(), None);
+
+    // An expired lease is taken over; its old holder can no longer renew it.
+    let short = Duration::from_millis(50);
+    assert_eq!(saver.acquire_lease("x", "a", short).await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(saver.acquire_lease("x", "b", long).await.unwrap(), None);
+    assert!(!saver.renew_lease("x", "a", long).await.unwrap());
+
+    // Deleting a thread deletes its lease.
+    saver.delete_thread("x").await.unwrap();
+    assert_eq!(saver.acquire_lease("x", "c", long).await.unwrap(), None);
+}
