@@ -85,7 +85,7 @@ async fn write_update<S: State>(
         }
         None => draft.base_next(),
     };
-    let (current, blobs) = Current::made(draft.finish(&thread, next, cfg.metadata.clone())?, true);
+    let (current, blobs) = Current::made(draft.finish(thread, next, cfg.metadata.clone())?, true);
     runner
         .put(&current, blobs, Some(head_id), Vec::new())
         .await?;
