@@ -136,7 +136,7 @@ async fn duplicate_call_ids_in_one_turn_bind_each_decision_to_its_own_call() {
                 match d {
                     D::Approve => assert_eq!(text, &format!("sent to {to}: b")),
                     D::Edit => {
-                        assert!(text.ends_with(&format!("sent to {to}-edited: b")), "{text}")
+                        assert!(text.ends_with(&format!("sent to {to}-edited: b")), "{text}");
                     }
                     D::Reject => {
                         assert_eq!(*status, ToolStatus::Error);
