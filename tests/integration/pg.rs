@@ -113,3 +113,67 @@ impl Harness for PgSchemas {
         assert!(saver.corrupt_blobs(thread, channel).await > 0);
     }
 }
+
+async fn sql(statement: &str) {
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(statement).await.unwrap();
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(hitl_postgres),
+    ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres tests"
+)]
+async fn postgres_errors_keep_the_servers_message_and_a_changed_column_is_an_error() {
+    use hitl_runtime::checkpoint::ListFilter;
+    use hitl_runtime::{CheckpointError, Checkpointer};
+
+    let schemas = PgSchemas::new();
+    let schema = schemas.name();
+    let saver = schemas.saver(&schema).await;
+    let graph = {
+        let model =
+            hitl_runtime::testing::ScriptedModel::turns([hitl_runtime::Message::assistant("hi")]);
+        hitl_runtime::agent::create_agent(model)
+            .checkpointer(schemas.saver(&schema).await)
+            .build()
+            .unwrap()
+    };
+    let cfg = hitl_runtime::RunConfig::thread("t");
+    graph
+        .invoke(hitl_runtime::Message::user("hello"), &cfg)
+        .await
+        .unwrap();
+
+    // A record that is not JSON: the message says what Postgres said.
+    sql(&format!(
+        "UPDATE \"{schema}\".hitl_checkpoints SET record = 'not json' WHERE thread = 't'"
+    ))
+    .await;
+    let filter = ListFilter {
+        metadata: [("k".to_owned(), serde_json::json!(1))]
+            .into_iter()
+            .collect(),
+        ..ListFilter::default()
+    };
+    let err = saver.list("t", "", &filter).await.unwrap_err();
+    assert!(matches!(err, CheckpointError::Backend(_)));
+    let text = err.to_string();
+    assert!(
+        text.contains("invalid input syntax for type json"),
+        "the cause is in the message: {text}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+
+    // A column whose type changed under the saver: an error naming it, never a panic.
+    sql(&format!(
+        "ALTER TABLE \"{schema}\".hitl_heads ALTER COLUMN head TYPE bytea USING head::bytea"
+    ))
+    .await;
+    let err = saver.head("t", "").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("bytea"), "{text}");
+}

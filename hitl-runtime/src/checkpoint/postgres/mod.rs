@@ -67,8 +67,57 @@ impl fmt::Debug for PostgresSaver {
     }
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
-    CheckpointError::Backend(Box::new(e) as BoxError)
+fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> CheckpointError {
+    let db = (&e as &dyn std::any::Any)
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error);
+    let message = match db {
+        Some(db) => {
+            let mut m = format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                m.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                m.push_str(&format!("; hint: {hint}"));
+            }
+            m
+        }
+        // A column of an unexpected type, a lost connection...: the error's text and
+        // its causes.
+        None => {
+            let mut m = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                m.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            m
+        }
+    };
+    CheckpointError::Backend(Box::new(PgFailure {
+        message,
+        source: Box::new(e),
+    }))
+}
+
+/// A Postgres failure, with the server's message in its text (tokio-postgres says only
+/// "db error" and keeps the rest in its source).
+#[derive(Debug)]
+struct PgFailure {
+    message: String,
+    source: BoxError,
+}
+
+impl fmt::Display for PgFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PgFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 /// Builds a [`PostgresSaver`].
@@ -217,7 +266,8 @@ impl PostgresSaver {
             )
             .await
             .map_err(backend)?
-            .get(0);
+            .try_get(0)
+            .map_err(backend)?;
         let supported = MIGRATIONS.len() as i64;
         if current > supported {
             // Release the advisory lock now, not whenever the pool drops the connection.
@@ -331,9 +381,9 @@ impl Checkpointer for PostgresSaver {
         else {
             return Ok(None);
         };
-        let record: String = row.get(1);
-        let blobs: String = row.get(2);
-        let writes: String = row.get(3);
+        let record: String = row.try_get(1).map_err(backend)?;
+        let blobs: String = row.try_get(2).map_err(backend)?;
+        let writes: String = row.try_get(3).map_err(backend)?;
         Ok(Some(StoredCheckpoint {
             checkpoint: Arc::new(decode_checkpoint(thread, &record)?),
             blobs: decode_blobs(thread, &blobs)?,
@@ -351,8 +401,14 @@ impl Checkpointer for PostgresSaver {
             .query_opt(&stmt, &[&thread, &ns])
             .await
             .map_err(backend)?;
-        row.map(|r| parse_id(thread, "the head", &r.get::<_, String>(0)))
-            .transpose()
+        row.map(|r| {
+            parse_id(
+                thread,
+                "the head",
+                &r.try_get::<_, String>(0).map_err(backend)?,
+            )
+        })
+        .transpose()
     }
 
     async fn put(&self, write: CheckpointWrite) -> Result<(), CheckpointError> {
@@ -422,11 +478,11 @@ impl Checkpointer for PostgresSaver {
             .await
             .map_err(backend)?;
         self.wrote();
-        let ok: i64 = row.get(0);
+        let ok: i64 = row.try_get(0).map_err(backend)?;
         if ok == 1 {
             return Ok(());
         }
-        let actual: Option<String> = row.get(1);
+        let actual: Option<String> = row.try_get(1).map_err(backend)?;
         Err(CheckpointError::Conflict {
             actual: actual
                 .map(|a| parse_id(&write.thread, "the head", &a))
@@ -499,7 +555,7 @@ impl Checkpointer for PostgresSaver {
             }
             Err(e) => return Err(backend(e)),
         };
-        let head: Option<String> = row.get(0);
+        let head: Option<String> = row.try_get(0).map_err(backend)?;
         if head.as_deref() != Some(cp.as_str()) {
             return Err(CheckpointError::Conflict {
                 thread: thread.to_owned(),
@@ -532,7 +588,7 @@ impl Checkpointer for PostgresSaver {
             .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let c = decode_checkpoint(thread, &row.get::<_, String>(0))?;
+            let c = decode_checkpoint(thread, &row.try_get::<_, String>(0).map_err(backend)?)?;
             if filter.matches(&c) {
                 out.push(c);
             }
@@ -564,7 +620,9 @@ impl Checkpointer for PostgresSaver {
             )
             .await
             .map_err(backend)?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(backend)?;
         let head = head.map(|h| parse_id(thread, "the head", &h)).transpose()?;
         let rows = tx
             .query(
@@ -575,7 +633,7 @@ impl Checkpointer for PostgresSaver {
             .map_err(backend)?;
         let all = rows
             .iter()
-            .map(|r| decode_checkpoint(thread, &r.get::<_, String>(0)))
+            .map(|r| decode_checkpoint(thread, &r.try_get::<_, String>(0).map_err(backend)?))
             .collect::<Result<Vec<_>, _>>()?;
         let kept = prune_keep_set(&all, head, keep);
         let rows = tx
@@ -587,17 +645,27 @@ impl Checkpointer for PostgresSaver {
             .map_err(backend)?;
         let mut kinds: HashMap<(Arc<str>, CheckpointId), BlobKind> = HashMap::new();
         for r in rows {
-            let version = parse_id(thread, "a blob version", &r.get::<_, String>(1))?;
+            let version = parse_id(
+                thread,
+                "a blob version",
+                &r.try_get::<_, String>(1).map_err(backend)?,
+            )?;
             let kind = match (
-                r.get::<_, String>(2).as_str(),
-                r.get::<_, Option<String>>(3),
+                r.try_get::<_, String>(2).map_err(backend)?.as_str(),
+                r.try_get::<_, Option<String>>(3).map_err(backend)?,
             ) {
                 ("delta", Some(b)) => BlobKind::Delta {
                     base: parse_id(thread, "a delta base", &b)?,
                 },
                 _ => BlobKind::Full,
             };
-            kinds.insert((Arc::from(r.get::<_, &str>(0)), version), kind);
+            kinds.insert(
+                (
+                    Arc::from(r.try_get::<_, &str>(0).map_err(backend)?),
+                    version,
+                ),
+                kind,
+            );
         }
         let needed: HashSet<(Arc<str>, CheckpointId)> =
             needed_blobs(all.iter().filter(|c| kept.contains(&c.id)), |ch, v| {
@@ -655,11 +723,12 @@ impl Checkpointer for PostgresSaver {
         let rows = client.query(&stmt, &[]).await.map_err(backend)?;
         inbox(
             rows.into_iter().map(|row| {
-                let thread: String = row.get(0);
-                let head: String = row.get(1);
+                let thread: String = row.try_get(0).map_err(backend)?;
+                let head: String = row.try_get(1).map_err(backend)?;
                 let writes = decode_writes(
                     &thread,
-                    &row.get::<_, Option<String>>(2)
+                    &row.try_get::<_, Option<String>>(2)
+                        .map_err(backend)?
                         .unwrap_or_else(|| "[]".into()),
                 )?;
                 Ok((thread, head, writes))
