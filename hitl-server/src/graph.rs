@@ -191,7 +191,6 @@ pub enum JsonEvent {
 
 /// A thread at one checkpoint, with the state as JSON. Mirrors [`StateSnapshot`].
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct JsonSnapshot {
     /// The state.
     pub values: Value,

@@ -158,6 +158,8 @@ pub(crate) struct Search {
     sort_by: Option<String>,
     #[serde(default)]
     sort_order: Option<String>,
+    #[serde(default)]
+    values: Option<Map<String, Value>>,
 }
 
 /// `POST /threads/search`: metadata containment, status, ids; newest first by
@@ -203,6 +205,11 @@ pub(crate) async fn search(
         limit: value_usize(body.limit.as_ref(), "limit", 10)?,
         offset: value_usize(body.offset.as_ref(), "offset", 0)?,
     };
+    if body.values.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(ApiError::Unprocessable(
+            "searching threads by `values` is not supported by this server; filter by `metadata`, `status` or `ids`".into(),
+        ));
+    }
     let page = inner.store.search_threads(&q).await?;
     let mut out = Vec::with_capacity(page.threads.len());
     for t in &page.threads {

@@ -63,7 +63,8 @@ pub enum RunStatus {
     /// Cancelled (`POST …/cancel?action=interrupt`, or a later run's
     /// `multitask_strategy=interrupt`).
     Interrupted,
-    /// Ran out of time.
+    /// Ran out of time. Part of the API's vocabulary (clients filter on it); this
+    /// server sets no run deadlines yet, so it records none.
     Timeout,
 }
 

@@ -31,10 +31,10 @@ async fn read_data(key: String) -> Result<String, ToolError> {
     Ok(format!("value of {key} = 42"))
 }
 
-/// The reference recordings' agent: after a user message, `send_email` (reviewed)
+/// The reference recordings' model: after a user message, `send_email` (reviewed)
 /// and `read_data`; after tool results, a final text.
-pub(crate) fn reference_agent() -> Agent {
-    let model = ScriptedModel::from_fn(|messages| {
+pub(crate) fn reference_model() -> ScriptedModel {
+    ScriptedModel::from_fn(|messages| {
         if messages.last().is_some_and(|m| m.as_tool().is_some()) {
             let results: Vec<String> = messages
                 .iter()
@@ -62,9 +62,18 @@ pub(crate) fn reference_agent() -> Agent {
             ],
             ..Default::default()
         })
-    });
-    create_agent(model)
-        .tools(tools![send_email, read_data])
+    })
+}
+
+/// The reference recordings' tools.
+pub(crate) fn reference_tools() -> hitl_runtime::ToolSet {
+    tools![send_email, read_data]
+}
+
+/// The reference recordings' agent, in memory.
+pub(crate) fn reference_agent() -> Agent {
+    create_agent(reference_model())
+        .tools(reference_tools())
         .middleware(HumanInTheLoop::from_tools())
         .checkpointer(InMemorySaver::new())
         .build()

@@ -5,9 +5,11 @@
 mod assistants;
 mod auth;
 mod common;
+mod durable;
 mod meta;
 mod resume;
 mod runs;
+mod socket;
 mod state;
 mod streams;
 mod threads;

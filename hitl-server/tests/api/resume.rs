@@ -256,7 +256,7 @@ async fn resume_maps_answer_interrupts_by_id() {
     assert_eq!(r.json["steps"], json!(["left:\"L\"", "right:\"R\""]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_resumes_exactly_one_runs() {
     for _ in 0..5 {
         let s = server();
