@@ -567,16 +567,15 @@ pub(crate) async fn admit(
     let mut bind = Map::new();
     bind.insert("graph_id".into(), json!(reg.graph_id));
     bind.insert("assistant_id".into(), json!(reg.assistant_id));
-    inner
-        .store
-        .update_thread(
-            thread_id,
-            ThreadUpdate::default()
-                .metadata(bind)
-                .graph(reg.graph_id.clone())
-                .status(ThreadStatus::Busy),
-        )
-        .await?;
+    let mut update = ThreadUpdate::default()
+        .metadata(bind)
+        .graph(reg.graph_id.clone());
+    if admission == Admission::Started {
+        // A queued run leaves the status alone: the thread is busy with the run ahead
+        // of it, which may even end (and settle the status) meanwhile.
+        update = update.status(ThreadStatus::Busy);
+    }
+    inner.store.update_thread(thread_id, update).await?;
     inner.ensure_worker();
     if admission == Admission::Started {
         let exec = Exec {
@@ -589,7 +588,7 @@ pub(crate) async fn admit(
             cfg,
             before,
         };
-        tokio::spawn(drive(inner.clone(), live.clone(), exec, started));
+        supervise(inner.clone(), live.clone(), exec, started);
     } else {
         inner.queue.wake(thread_id).await?;
     }
@@ -643,9 +642,7 @@ pub(crate) async fn start_next(inner: &Arc<Inner>, thread_id: &str) {
     }
     .await;
     match prepared {
-        Ok(exec) => {
-            tokio::spawn(drive(inner.clone(), live, exec, None));
-        }
+        Ok(exec) => supervise(inner.clone(), live, exec, None),
         Err(e) => {
             // The run cannot start: it fails, and the next one may go.
             live.push("metadata", &json!({"run_id": run.run_id, "attempt": 1}));
@@ -798,6 +795,42 @@ fn debug_event(step: i64, kind: &str, payload: Value) -> Value {
         "type": kind,
         "payload": payload,
     })
+}
+
+/// Drives a run on its own task. If that task panics (a bug in this crate; node
+/// panics are task failures in the runtime), the run is recorded as failed and its
+/// streams close instead of hanging.
+fn supervise(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    exec: Exec,
+    started: Option<(JsonRunStream, Vec<JsonEvent>)>,
+) {
+    let (run_id, thread_id) = (exec.run_id.clone(), exec.thread_id.clone());
+    let driving = tokio::spawn(drive(inner.clone(), live.clone(), exec, started));
+    tokio::spawn(async move {
+        let Err(panic) = driving.await else { return };
+        tracing::error!(run = %run_id, error = %panic, "the task driving a run panicked");
+        let error = json!({"error": "InternalError", "message": format!("the server failed while driving this run: {panic}")});
+        if let Err(e) = inner.store.set_run_status(&run_id, RunStatus::Error).await {
+            tracing::error!(run = %run_id, error = %e, "could not record a run's failure");
+        }
+        settle_thread(
+            &inner,
+            &thread_id,
+            &run_id,
+            ThreadStatus::Error,
+            Some(error.clone()),
+        )
+        .await;
+        if !live.is_finished() {
+            live.finish(Ending {
+                body: json!({ "__error__": error }),
+            });
+        }
+        inner.lives.ended(&run_id);
+        let _ = inner.queue.wake(&thread_id).await;
+    });
 }
 
 /// Runs a recorded run to its end.

@@ -1,7 +1,7 @@
 //! `/threads/{id}/runs`: create, stream, wait, list, get, join, join-stream, cancel.
 
 use axum::Extension;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -78,12 +78,36 @@ pub(crate) async fn wait(
 ) -> Result<Response, ApiError> {
     let thread_id = uuid_param("thread", &thread_id)?;
     let admitted = admit(&inner, &identity, &thread_id, req).await?;
-    let ending = admitted.live.wait().await;
-    Ok(json_with(
-        StatusCode::OK,
+    Ok(awaited(
         locations(&thread_id, &admitted.run.run_id, "/join"),
-        &ending.body,
+        admitted.live,
     ))
+}
+
+/// How often a waiting `wait`/`join` writes a newline, so that idle-connection
+/// timeouts do not cut long runs (JSON parsers skip leading whitespace).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A JSON body written when the run ends, preceded by a newline every few seconds
+/// while it runs (as the reference server does).
+fn awaited(headers: HeaderMap, live: std::sync::Arc<crate::live::Live>) -> Response {
+    let body = futures_util::stream::unfold(Some(live), |live| async move {
+        let live = live?;
+        match tokio::time::timeout(KEEP_ALIVE, live.wait()).await {
+            Ok(ending) => {
+                let json = serde_json::to_vec(&ending.body).unwrap_or_else(|_| b"null".to_vec());
+                Some((Ok::<_, std::convert::Infallible>(Bytes::from(json)), None))
+            }
+            Err(_) => Some((Ok(Bytes::from_static(b"\n")), Some(live))),
+        }
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut().extend(headers);
+    res
 }
 
 /// `GET /threads/{id}/runs?limit=&offset=&status=`: newest first.
@@ -149,8 +173,7 @@ pub(crate) async fn join(
     let run = load_run(&inner, &thread_id, &run_id).await?;
     let headers = locations(&run.thread_id, &run.run_id, "/join");
     if let Some(live) = inner.lives.get(&run.run_id) {
-        let ending = live.wait().await;
-        return Ok(json_with(StatusCode::OK, headers, &ending.body));
+        return Ok(awaited(headers, live));
     }
     let t = load(&inner, &run.thread_id).await?;
     let state = match inner.graph(&run.graph_id) {

@@ -412,8 +412,13 @@ pub(crate) async fn update_state(
     Body422(body): Body422<UpdateState>,
 ) -> Result<Response, ApiError> {
     let t = load(&inner, &thread_id).await?;
-    let g = match graph_of(&inner, &t) {
-        Some(g) => g,
+    let g = match &t.graph_id {
+        Some(id) => inner.graph(id).ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "thread {} holds the state of graph `{id}`, which this server does not serve",
+                t.thread_id
+            ))
+        })?,
         None if inner.graphs.len() == 1 => &inner.graphs[0],
         None => {
             return Err(ApiError::Conflict(format!(
