@@ -8,8 +8,8 @@
 //! `OPENAI_MODEL`), which needs no API key; else OpenAI's when `OPENAI_API_KEY` is set
 //! (model `gpt-4o-mini` unless named); else a scripted demo model. The agent has three
 //! tools on a pretend workspace: `read_file` (runs without review), `delete_file`
-//! (approve or reject) and `send_email` (approve, edit or reject). When it proposes a
-//! reviewed call, the run pauses and you decide. Threads are stored in `hitl-demo.db`
+//! (approve or reject) and `send_email` (approve, edit, reject, or respond instead of
+//! sending). When it proposes a reviewed call, the run pauses and you decide. Threads are stored in `hitl-demo.db`
 //! in the current directory: quit at the prompt (`q` or Ctrl-D) and resume later with
 //! `--thread <id>`, even after the program exited.
 //!
@@ -21,52 +21,14 @@
 use std::io::{BufRead, Write};
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use hitl_runtime::agent::{
-    Agent, ChatModel, HumanInTheLoop, OpenAiModel, ToolChoice, create_agent,
-};
-use hitl_runtime::message::AssistantMessage;
-use hitl_runtime::testing::ScriptedModel;
+use hitl_runtime::agent::{OpenAiModel, ToolChoice};
 use hitl_runtime::{
-    Command, Decision, Message, PendingInterrupt, RunConfig, RunError, SqliteSaver, ToolCall,
-    ToolError, tool, tools, validate_json,
+    Command, Decision, Message, PendingInterrupt, RunConfig, RunError, SqliteSaver, validate_json,
 };
 use serde_json::{Value, json};
 
-/// Read a file of the workspace.
-#[tool]
-async fn read_file(
-    /// Path relative to the workspace.
-    path: String,
-) -> Result<String, ToolError> {
-    Ok(match path.as_str() {
-        "notes.txt" => "TODO: remove old-report.txt, tell Bob when the cleanup is done.".into(),
-        other => format!("(contents of {other})"),
-    })
-}
-
-/// Delete a file of the workspace. This cannot be undone.
-#[tool(interrupt(allowed = [approve, reject], description = "Delete {path}? This cannot be undone."))]
-async fn delete_file(
-    /// Path relative to the workspace.
-    path: String,
-) -> Result<String, ToolError> {
-    Ok(format!(
-        "Deleted {path} (pretend: the demo workspace is not real)."
-    ))
-}
-
-/// Send an email.
-#[tool(interrupt(allowed = [approve, edit, reject], description = "Send an email to {to}?"))]
-async fn send_email(
-    /// Recipient address.
-    to: String,
-    /// Subject line.
-    subject: String,
-    /// Text of the email.
-    body: String,
-) -> Result<String, ToolError> {
-    Ok(format!("Sent \"{subject}\" to {to} (pretend): {body}"))
-}
+mod demo_agent;
+use demo_agent::{agent_with, scripted_model};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Auto {
@@ -134,69 +96,6 @@ fn configured_model(args: &Args) -> Result<Option<OpenAiModel>, String> {
         });
     }
     Ok(Some(model))
-}
-
-/// The demo's model: reads the notes, then proposes the two risky calls, then
-/// reports what happened (its answer depends only on the conversation).
-fn scripted_model() -> ScriptedModel {
-    ScriptedModel::from_fn(|messages| {
-        let turn = messages
-            .iter()
-            .filter(|m| m.as_assistant().is_some())
-            .count();
-        let calls = match turn {
-            0 => vec![ToolCall::new(
-                "read_file",
-                json!({"path": "notes.txt"}),
-                "call_read",
-            )],
-            1 => vec![
-                ToolCall::new(
-                    "delete_file",
-                    json!({"path": "old-report.txt"}),
-                    "call_delete",
-                ),
-                ToolCall::new(
-                    "send_email",
-                    json!({"to": "bob@example.com", "subject": "Cleanup", "body": "The workspace is clean."}),
-                    "call_email",
-                ),
-            ],
-            _ => {
-                let report: Vec<String> = messages
-                    .iter()
-                    .rev()
-                    .take_while(|m| m.as_assistant().is_none())
-                    .filter_map(Message::as_tool)
-                    .map(|t| format!("- {}: {}", t.name.as_deref().unwrap_or("?"), t.content))
-                    .collect();
-                let text = format!(
-                    "Here is what happened:\n{}",
-                    report.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-                return Ok(AssistantMessage {
-                    content: text.into(),
-                    ..Default::default()
-                });
-            }
-        };
-        Ok(AssistantMessage {
-            tool_calls: calls,
-            ..Default::default()
-        })
-    })
-}
-
-fn agent_with(
-    model: impl ChatModel,
-    saver: SqliteSaver,
-) -> Result<Agent, Box<dyn std::error::Error>> {
-    Ok(create_agent(model)
-        .system_prompt("You manage a small file workspace. Use the tools; risky actions are reviewed by a human.")
-        .tools(tools![read_file, delete_file, send_email])
-        .middleware(HumanInTheLoop::from_tools())
-        .checkpointer(saver)
-        .build()?)
 }
 
 /// Reads one line; `None` at end of input or on `q`.

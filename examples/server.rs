@@ -1,0 +1,95 @@
+//! The demo agent of `approval_cli`, served over LangGraph Server's HTTP API.
+//!
+//! Run with `cargo run -p hitl-examples --example server -- --port 2024`, then talk
+//! to it with the official SDKs (`pip install langgraph-sdk`,
+//! `npm install @langchain/langgraph-sdk`), Agent Chat UI or Agent Inbox, at
+//! `http://127.0.0.1:2024`, graph (assistant) `agent`.
+//!
+//! A second graph, `slow`, sleeps in its one node (`--slow-secs`, default 30) and
+//! records `{"done": true}`: something to cancel, or to be busy with while you try
+//! the multitask strategies.
+//!
+//! Options: `--port <n>` (default 2024), `--host <ip>` (default 127.0.0.1), `--db
+//! <file>` (threads, checkpoints and runs; default `hitl-server.db`), `--tokens
+//! <file>` (require bearer tokens, listed in a JSON file: `{"tokens": [{"token":
+//! "...", "id": "alice", "roles": ["reviewer"]}]}`).
+
+use std::time::Duration;
+
+use clap::Parser;
+use hitl_runtime::{CompiledGraph, END, START, SqliteSaver, State, StateGraph};
+use hitl_server::{BearerTokens, Server, Store};
+use serde::{Deserialize, Serialize};
+
+mod demo_agent;
+use demo_agent::{agent_with, scripted_model};
+
+#[derive(Debug, Parser)]
+#[command(about = "Serve the demo agent over the LangGraph Server API")]
+struct Args {
+    /// The port to listen on.
+    #[arg(long, default_value_t = 2024)]
+    port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The SQLite file for threads, checkpoints and runs.
+    #[arg(long, default_value = "hitl-server.db")]
+    db: String,
+    /// A JSON file of bearer tokens; without it the server is open.
+    #[arg(long)]
+    tokens: Option<String>,
+    /// How long the `slow` graph's node sleeps, in seconds.
+    #[arg(long, default_value_t = 30)]
+    slow_secs: u64,
+}
+
+/// The state of the `slow` graph.
+#[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+struct Slow {
+    #[serde(default)]
+    done: bool,
+}
+
+fn slow_graph(
+    secs: u64,
+    saver: SqliteSaver,
+) -> Result<CompiledGraph<Slow>, Box<dyn std::error::Error>> {
+    let mut g = StateGraph::<Slow>::new();
+    let step = g.add_node("slow_step", move |_, _| async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok(SlowUpdate::default().done(true))
+    });
+    g.add_edge(START, step);
+    g.add_edge(step, END);
+    Ok(g.compile().checkpointer(saver).build()?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let saver = SqliteSaver::open(&args.db).await?;
+    let agent = agent_with(scripted_model(), saver.clone())?;
+    let slow = slow_graph(args.slow_secs, saver)?;
+    let mut builder = Server::builder()
+        .graph("agent", agent)
+        .graph("slow", slow)
+        .store(Store::sqlite(&args.db));
+    if let Some(path) = &args.tokens {
+        builder = builder.auth(BearerTokens::from_file(path)?);
+    }
+    let server = builder.build()?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "Serving graphs `agent` and `slow` at http://{} (threads in {}). Ctrl-C stops.",
+        listener.local_addr()?,
+        args.db
+    );
+    server
+        .serve_with_shutdown(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

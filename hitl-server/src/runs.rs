@@ -1,0 +1,1063 @@
+//! Runs: what a client asks for, admission (multitask strategies, strict resumes),
+//! execution into the event log, cancellation and rollback.
+//!
+//! A run's life: **admitted** by a request (validated; a resume is checked by the
+//! runtime before anything is recorded), **recorded** as running (its thread was
+//! free) or pending (queued behind another run), **driven** by a tokio task that turns
+//! the graph's events into SSE events, and **ended**: the run and thread records get
+//! their final status *before* the event log closes, so a client that reads the run
+//! after its stream closed sees the end.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use hitl_runtime::checkpoint::Prune;
+use hitl_runtime::{
+    CheckpointId, InterruptId, PendingInterrupt, RunConfig, RunError, StreamMode, StreamModes,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::auth::Identity;
+use crate::error::{ApiError, run_error_json};
+use crate::graph::{
+    CallError, JsonCommand, JsonEvent, JsonInput, JsonResume, JsonRunOptions, JsonRunStream,
+    JsonSnapshot, NodeSelection,
+};
+use crate::live::{CancelAction, Ending, Live};
+use crate::server::{Inner, Registered};
+use crate::store::{
+    Admission, IfBusy, IfExists, MultitaskStrategy, RunRecord, RunStatus, ThreadRecord,
+    ThreadStatus, ThreadUpdate,
+};
+use crate::wire;
+
+/// The stream modes a client asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Modes {
+    values: bool,
+    updates: bool,
+    messages: bool,
+    custom: bool,
+    tasks: bool,
+    checkpoints: bool,
+    debug: bool,
+}
+
+pub(crate) const MODE_NAMES: &str =
+    "values, updates, messages-tuple, custom, tasks, checkpoints, debug";
+
+impl Modes {
+    fn parse(v: Option<&Value>) -> Result<(Modes, Vec<String>), ApiError> {
+        let names: Vec<String> = match v {
+            None | Some(Value::Null) => vec!["values".into()],
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|m| {
+                    m.as_str().map(str::to_owned).ok_or_else(|| {
+                        ApiError::Unprocessable(format!(
+                            "stream_mode must be a string or a list of strings, got {m}"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "stream_mode must be a string or a list of strings, got {other}"
+                )));
+            }
+        };
+        let names = if names.is_empty() {
+            vec!["values".into()]
+        } else {
+            names
+        };
+        let mut m = Modes::default();
+        for n in &names {
+            match n.as_str() {
+                "values" => m.values = true,
+                "updates" => m.updates = true,
+                "messages-tuple" => m.messages = true,
+                "custom" => m.custom = true,
+                "tasks" => m.tasks = true,
+                "checkpoints" => m.checkpoints = true,
+                "debug" => m.debug = true,
+                "messages" | "events" => {
+                    return Err(ApiError::Unprocessable(format!(
+                        "stream mode `{n}` is not supported by this server; use `messages-tuple` for model tokens. Supported: {MODE_NAMES}"
+                    )));
+                }
+                other => {
+                    return Err(ApiError::Unprocessable(format!(
+                        "unknown stream mode `{other}`; supported: {MODE_NAMES}"
+                    )));
+                }
+            }
+        }
+        Ok((m, names))
+    }
+
+    /// What the runtime streams: the client's modes, plus values (a resume is known
+    /// valid at the first event), updates (a step that wrote nothing sends no
+    /// `values`) and checkpoints when the client wants values (the input checkpoint
+    /// becomes the first `values` event), as the reference server does.
+    fn runtime(self) -> StreamModes {
+        let mut s = StreamMode::Values | StreamMode::Updates;
+        if self.values || self.checkpoints || self.debug {
+            s = s | StreamMode::Checkpoints;
+        }
+        if self.messages {
+            s = s | StreamMode::Messages;
+        }
+        if self.custom {
+            s = s | StreamMode::Custom;
+        }
+        if self.tasks || self.debug {
+            s = s | StreamMode::Tasks;
+        }
+        s
+    }
+}
+
+/// The body of `POST /threads/{id}/runs[/stream|/wait]`. Unknown keys are ignored
+/// (clients send more than this server uses).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunCreate {
+    assistant_id: String,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    command: Option<Value>,
+    #[serde(default)]
+    stream_mode: Option<Value>,
+    #[serde(default)]
+    stream_subgraphs: bool,
+    #[serde(default)]
+    stream_resumable: bool,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    checkpoint: Option<Value>,
+    #[serde(default)]
+    checkpoint_id: Option<String>,
+    #[serde(default)]
+    interrupt_before: Option<Value>,
+    #[serde(default)]
+    interrupt_after: Option<Value>,
+    #[serde(default)]
+    multitask_strategy: Option<String>,
+    #[serde(default)]
+    if_not_exists: Option<String>,
+    #[serde(default)]
+    pub(crate) on_disconnect: Option<String>,
+}
+
+/// A run, parsed and checked against its graph.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSpec {
+    input: JsonInput,
+    modes: Modes,
+    options: JsonRunOptions,
+    checkpoint: Option<CheckpointId>,
+    recursion_limit: Option<usize>,
+    context: Option<Value>,
+    pub(crate) resumable: bool,
+}
+
+impl RunSpec {
+    fn has_resume(&self) -> bool {
+        matches!(&self.input, JsonInput::Command(c) if c.resume.is_some())
+    }
+
+    /// Parses the stored arguments of a run (`kwargs`) and checks them against the
+    /// graph: the same code for new and queued runs.
+    pub(crate) fn from_kwargs(reg: &Registered, kwargs: &Value) -> Result<RunSpec, ApiError> {
+        let input = match (
+            non_null(kwargs.get("input")),
+            non_null(kwargs.get("command")),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::Unprocessable(
+                    "give either `input` (new input) or `command` (resume, update, goto), not both"
+                        .into(),
+                ));
+            }
+            (Some(i), None) => JsonInput::Update(i.clone()),
+            (None, Some(c)) => JsonInput::Command(parse_command(c)?),
+            (None, None) => JsonInput::Continue,
+        };
+        let (modes, _) = Modes::parse(kwargs.get("stream_mode"))?;
+        let options = JsonRunOptions::new(modes.runtime()).breakpoints(
+            selection("interrupt_before", kwargs.get("interrupt_before"))?,
+            selection("interrupt_after", kwargs.get("interrupt_after"))?,
+        );
+        reg.graph.check(&input, &options)?;
+        let checkpoint = match non_null(kwargs.get("checkpoint")) {
+            None => None,
+            Some(c) => Some(parse_checkpoint(c)?),
+        };
+        let recursion_limit = match kwargs.pointer("/config/recursion_limit") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ApiError::Unprocessable(format!(
+                            "config.recursion_limit must be a positive integer, got {v}"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(RunSpec {
+            input,
+            modes,
+            options,
+            checkpoint,
+            recursion_limit,
+            context: non_null(kwargs.get("context"))
+                .filter(|c| c.as_object().is_none_or(|o| !o.is_empty()))
+                .cloned(),
+            resumable: kwargs
+                .get("resumable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+}
+
+fn non_null(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn selection(what: &str, v: Option<&Value>) -> Result<Option<NodeSelection>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s == "*" => Ok(Some(NodeSelection::All)),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|n| n.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(|names| Some(NodeSelection::Named(names)))
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!("{what} must be \"*\" or a list of node names"))
+            }),
+        Some(_) => Err(ApiError::Unprocessable(format!(
+            "{what} must be \"*\" or a list of node names"
+        ))),
+    }
+}
+
+/// A checkpoint given as `{"checkpoint_id": ..}` or as the id itself.
+fn parse_checkpoint(v: &Value) -> Result<CheckpointId, ApiError> {
+    let id = match v {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o.get("checkpoint_id").and_then(Value::as_str),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "checkpoint must be {{\"checkpoint_id\": \"<uuid>\"}} or a checkpoint id, got {v}"
+        ))
+    })?;
+    id.parse()
+        .map_err(|e: hitl_runtime::ParseIdError| ApiError::Unprocessable(e.to_string()))
+}
+
+/// A command: `{"resume": .., "update": .., "goto": "node" | ["node", ..]}`.
+///
+/// `resume` is a map of answers by interrupt id when it is a non-empty object whose
+/// keys are all interrupt ids (32 hexadecimal digits); otherwise it is one answer for
+/// the only pending interrupt. Ids that are not pending are an error (the runtime
+/// names the pending ones), never ignored.
+fn parse_command(v: &Value) -> Result<JsonCommand, ApiError> {
+    let Value::Object(o) = v else {
+        return Err(ApiError::Unprocessable(format!(
+            "command must be an object {{\"resume\": .., \"update\": .., \"goto\": ..}}, got {v}"
+        )));
+    };
+    if let Some(k) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "resume" | "update" | "goto"))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "command has an unknown key `{k}`; it takes `resume`, `update` and `goto`"
+        )));
+    }
+    let resume = non_null(o.get("resume")).map(|r| match r {
+        Value::Object(m) if !m.is_empty() => {
+            let ids: Option<Vec<(InterruptId, Value)>> = m
+                .iter()
+                .map(|(k, v)| k.parse::<InterruptId>().ok().map(|id| (id, v.clone())))
+                .collect();
+            match ids {
+                Some(list) => JsonResume::ById(list),
+                None => JsonResume::Single(r.clone()),
+            }
+        }
+        _ => JsonResume::Single(r.clone()),
+    });
+    let goto = match non_null(o.get("goto")) {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|g| g.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ApiError::Unprocessable(
+                    "command.goto takes node names (a string or a list of strings); `Send` objects are not supported".into(),
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::Unprocessable(
+                "command.goto takes node names (a string or a list of strings); `Send` objects are not supported".into(),
+            ));
+        }
+    };
+    let command = JsonCommand {
+        resume,
+        update: non_null(o.get("update")).cloned(),
+        goto,
+    };
+    if command.resume.is_none() && command.update.is_none() && command.goto.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "command is empty: give it `resume`, `update` or `goto` (to continue a paused thread, send `input: null`)".into(),
+        ));
+    }
+    Ok(command)
+}
+
+/// The arguments recorded with a run, as the API shows them (`kwargs`).
+fn kwargs_of(req: &RunCreate, stream_modes: &[String], config: Value) -> Value {
+    let checkpoint = match (&req.checkpoint, &req.checkpoint_id) {
+        (Some(c), _) if !c.is_null() => c.clone(),
+        (_, Some(id)) => json!({ "checkpoint_id": id }),
+        _ => Value::Null,
+    };
+    json!({
+        "input": req.input,
+        "command": req.command,
+        "config": config,
+        "context": req.context.clone().unwrap_or_else(|| json!({})),
+        "stream_mode": stream_modes,
+        "interrupt_before": req.interrupt_before,
+        "interrupt_after": req.interrupt_after,
+        "checkpoint": checkpoint,
+        "webhook": null,
+        "feedback_keys": null,
+        "temporary": false,
+        "subgraphs": req.stream_subgraphs,
+        "resumable": req.stream_resumable,
+        "checkpoint_during": true,
+        "durability": "async",
+    })
+}
+
+/// What a worker needs to drive a run.
+struct Exec {
+    graph_id: String,
+    assistant_id: String,
+    graph: Arc<dyn crate::graph::JsonGraph>,
+    run_id: String,
+    thread_id: String,
+    spec: RunSpec,
+    cfg: RunConfig,
+    /// The thread's head before the run, for a rollback.
+    before: Option<CheckpointId>,
+}
+
+fn run_config(run: &RunRecord, spec: &RunSpec, live: &Live) -> RunConfig {
+    let mut cfg = RunConfig::thread(run.thread_id.clone()).cancellation(live.cancel.clone());
+    for (k, v) in &run.metadata {
+        cfg = cfg.with_metadata(k.clone(), v.clone());
+    }
+    cfg = cfg
+        .with_metadata("run_id", run.run_id.clone())
+        .with_metadata("thread_id", run.thread_id.clone());
+    if let Some(limit) = spec.recursion_limit {
+        cfg = cfg.recursion_limit(limit);
+    }
+    if let Some(c) = spec.checkpoint {
+        cfg = cfg.at_checkpoint(c);
+    }
+    if let Some(ctx) = &spec.context {
+        cfg = cfg.context(ctx.clone());
+    }
+    cfg
+}
+
+async fn head_of(
+    graph: &dyn crate::graph::JsonGraph,
+    thread_id: &str,
+) -> Result<Option<JsonSnapshot>, ApiError> {
+    Ok(graph.state(&RunConfig::thread(thread_id)).await?)
+}
+
+/// A run accepted by [`admit`].
+pub(crate) struct Admitted {
+    pub(crate) run: RunRecord,
+    pub(crate) live: Arc<Live>,
+}
+
+/// Admits a run: checks it, applies the multitask strategy, validates a resume with
+/// the runtime (a refused resume stores nothing and records no run), records it, and
+/// starts it or queues it.
+pub(crate) async fn admit(
+    inner: &Arc<Inner>,
+    identity: &Identity,
+    thread_id: &str,
+    req: RunCreate,
+) -> Result<Admitted, ApiError> {
+    let reg = inner.assistant(&req.assistant_id)?;
+    let strategy: MultitaskStrategy = match &req.multitask_strategy {
+        None => MultitaskStrategy::default(),
+        Some(s) => s.parse().map_err(ApiError::Unprocessable)?,
+    };
+    let create_thread = match req.if_not_exists.as_deref() {
+        None | Some("reject") => false,
+        Some("create") => true,
+        Some(other) => {
+            return Err(ApiError::Unprocessable(format!(
+                "if_not_exists must be `create` or `reject`, got `{other}`"
+            )));
+        }
+    };
+    if let Some(d) = req.on_disconnect.as_deref()
+        && !matches!(d, "cancel" | "continue")
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "on_disconnect must be `cancel` or `continue`, got `{d}`"
+        )));
+    }
+    let (_, mode_names) = Modes::parse(req.stream_mode.as_ref())?;
+    let mut metadata = req.metadata.clone().unwrap_or_default();
+    metadata.insert("graph_id".into(), json!(reg.graph_id));
+    metadata.insert("assistant_id".into(), json!(reg.assistant_id));
+    metadata.insert("user_id".into(), json!(identity.id));
+    let mut config = req.config.clone().unwrap_or_else(|| json!({}));
+    if let Value::Object(c) = &mut config {
+        c.insert("metadata".into(), Value::Object(metadata.clone()));
+    }
+    let kwargs = kwargs_of(&req, &mode_names, config);
+    let spec = RunSpec::from_kwargs(reg, &kwargs)?;
+
+    let thread = match inner.store.get_thread(thread_id).await? {
+        Some(t) => t,
+        None if create_thread => {
+            inner
+                .store
+                .create_thread(
+                    ThreadRecord::new(thread_id, Map::new()),
+                    IfExists::DoNothing,
+                )
+                .await?
+        }
+        None => return Err(ApiError::thread_not_found(thread_id)),
+    };
+    if let Some(bound) = &thread.graph_id
+        && bound != &reg.graph_id
+    {
+        return Err(ApiError::Conflict(format!(
+            "thread {thread_id} holds the state of graph `{bound}`; it cannot run graph `{}`. Use a new thread",
+            reg.graph_id
+        )));
+    }
+
+    let _admission = inner.admission(thread_id).lock().await;
+    let mut active = inner.store.active_runs(thread_id).await?;
+    if !active.is_empty() {
+        match strategy {
+            MultitaskStrategy::Reject => return Err(ApiError::busy()),
+            MultitaskStrategy::Enqueue if spec.has_resume() => {
+                return Err(ApiError::Conflict(format!(
+                    "Thread {thread_id} is busy with run {}; a resume answers the interrupts pending now, so it cannot wait in the queue. Resume again when that run has finished",
+                    active[0].run_id
+                )));
+            }
+            MultitaskStrategy::Interrupt | MultitaskStrategy::Rollback => {
+                let action = if strategy == MultitaskStrategy::Rollback {
+                    CancelAction::Rollback
+                } else {
+                    CancelAction::Interrupt
+                };
+                for run in &active {
+                    cancel(inner, run, action, true).await?;
+                }
+                active = inner.store.active_runs(thread_id).await?;
+                if !active.is_empty() {
+                    return Err(ApiError::busy());
+                }
+            }
+            _ => {}
+        }
+    }
+    let idle = active.is_empty();
+
+    let before = head_of(&*reg.graph, thread_id).await?;
+    if matches!(spec.input, JsonInput::Continue) && before.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "thread {thread_id} has never run, so there is nothing to continue; start it with an input"
+        )));
+    }
+    let before = before.map(|s| s.checkpoint_id);
+
+    let now = crate::time::now_us();
+    let run = RunRecord {
+        run_id: uuid::Uuid::now_v7().to_string(),
+        thread_id: thread_id.to_owned(),
+        assistant_id: reg.assistant_id.clone(),
+        graph_id: reg.graph_id.clone(),
+        metadata,
+        status: if idle {
+            RunStatus::Running
+        } else {
+            RunStatus::Pending
+        },
+        kwargs,
+        multitask_strategy: strategy,
+        identity: Some(identity.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    let live = Live::new(&run.run_id, spec.resumable);
+    let cfg = run_config(&run, &spec, &live);
+
+    // A command on a free thread starts now: the runtime validates a resume before it
+    // stores anything, and its first event says the answers were accepted.
+    let mut started = None;
+    if idle && matches!(spec.input, JsonInput::Command(_)) {
+        let mut stream = reg.graph.stream(spec.input.clone(), &cfg, &spec.options)?;
+        let prelude = match stream.next().await {
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(first)) => vec![first],
+            None => Vec::new(),
+        };
+        started = Some((stream, prelude));
+    }
+
+    let admission = inner
+        .store
+        .insert_run(
+            &run,
+            if idle {
+                IfBusy::Reject
+            } else {
+                IfBusy::Enqueue
+            },
+        )
+        .await?;
+    let run = match admission {
+        Admission::Busy => return Err(ApiError::busy()),
+        Admission::Started => RunRecord {
+            status: RunStatus::Running,
+            ..run
+        },
+        _ => RunRecord {
+            status: RunStatus::Pending,
+            ..run
+        },
+    };
+    inner.lives.insert(live.clone());
+    let mut bind = Map::new();
+    bind.insert("graph_id".into(), json!(reg.graph_id));
+    bind.insert("assistant_id".into(), json!(reg.assistant_id));
+    let mut update = ThreadUpdate::default()
+        .metadata(bind)
+        .graph(reg.graph_id.clone());
+    if admission == Admission::Started {
+        // A queued run leaves the status alone: the thread is busy with the run ahead
+        // of it, which may even end (and settle the status) meanwhile.
+        update = update.status(ThreadStatus::Busy);
+    }
+    inner.store.update_thread(thread_id, update).await?;
+    inner.ensure_worker();
+    if admission == Admission::Started {
+        let exec = Exec {
+            graph_id: reg.graph_id.clone(),
+            assistant_id: reg.assistant_id.clone(),
+            graph: reg.graph.clone(),
+            run_id: run.run_id.clone(),
+            thread_id: thread_id.to_owned(),
+            spec,
+            cfg,
+            before,
+        };
+        supervise(inner.clone(), live.clone(), exec, started);
+    } else {
+        inner.queue.wake(thread_id).await?;
+    }
+    Ok(Admitted { run, live })
+}
+
+/// Starts the oldest pending run of a thread, if the thread is free.
+pub(crate) async fn start_next(inner: &Arc<Inner>, thread_id: &str) {
+    let run = match inner.store.claim_next(thread_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(thread = thread_id, error = %e, "could not claim a queued run");
+            return;
+        }
+    };
+    let resumable = run
+        .kwargs
+        .get("resumable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let live = inner.lives.ensure(&run.run_id, resumable);
+    let prepared = async {
+        let reg = inner.graph(&run.graph_id).ok_or_else(|| {
+            ApiError::Internal(format!(
+                "graph `{}` is no longer registered on this server",
+                run.graph_id
+            ))
+        })?;
+        let spec = RunSpec::from_kwargs(reg, &run.kwargs)?;
+        let before = head_of(&*reg.graph, thread_id)
+            .await?
+            .map(|s| s.checkpoint_id);
+        inner
+            .store
+            .update_thread(
+                thread_id,
+                ThreadUpdate::default().status(ThreadStatus::Busy),
+            )
+            .await?;
+        Ok::<_, ApiError>(Exec {
+            graph_id: reg.graph_id.clone(),
+            assistant_id: reg.assistant_id.clone(),
+            graph: reg.graph.clone(),
+            cfg: run_config(&run, &spec, &live),
+            run_id: run.run_id.clone(),
+            thread_id: thread_id.to_owned(),
+            spec,
+            before,
+        })
+    }
+    .await;
+    match prepared {
+        Ok(exec) => supervise(inner.clone(), live, exec, None),
+        Err(e) => {
+            // The run cannot start: it fails, and the next one may go.
+            live.push("metadata", &json!({"run_id": run.run_id, "attempt": 1}));
+            let error = json!({"error": "InvalidRun", "message": e.to_string()});
+            live.push("error", &error);
+            if let Err(e) = inner
+                .store
+                .set_run_status(&run.run_id, RunStatus::Error)
+                .await
+            {
+                tracing::error!(run = %run.run_id, error = %e, "could not record a run's failure");
+            }
+            settle_thread(
+                inner,
+                thread_id,
+                &run.run_id,
+                ThreadStatus::Error,
+                Some(error.clone()),
+            )
+            .await;
+            live.finish(Ending {
+                body: json!({ "__error__": error }),
+            });
+            inner.lives.ended(&run.run_id);
+            let _ = inner.queue.wake(thread_id).await;
+        }
+    }
+}
+
+/// Turns graph events into the SSE events the client asked for.
+struct Translator<'a> {
+    live: &'a Live,
+    exec: &'a Exec,
+    interrupts: Vec<PendingInterrupt>,
+    /// Whether a task wrote since the last `values`: a step whose tasks wrote
+    /// nothing sends no `values` (as the reference server).
+    wrote: bool,
+}
+
+impl Translator<'_> {
+    fn on(&mut self, ev: JsonEvent) {
+        let m = self.exec.spec.modes;
+        let live = self.live;
+        match ev {
+            JsonEvent::Values(v) => self.values(v),
+            JsonEvent::Update { node, update, .. } => {
+                self.wrote |= update.is_some();
+                if m.updates {
+                    let mut o = Map::new();
+                    o.insert(node, update.unwrap_or(Value::Null));
+                    live.push("updates", &Value::Object(o));
+                }
+            }
+            JsonEvent::Message { ns, node, chunk } => {
+                if m.messages {
+                    let meta = json!({
+                        "run_id": self.exec.run_id,
+                        "thread_id": self.exec.thread_id,
+                        "graph_id": self.exec.graph_id,
+                        "assistant_id": self.exec.assistant_id,
+                        "langgraph_node": node,
+                        "langgraph_checkpoint_ns": ns,
+                        "checkpoint_ns": ns,
+                    });
+                    live.push("messages", &json!([wire::message_chunk(&chunk), meta]));
+                }
+            }
+            JsonEvent::Custom { value, .. } => {
+                if m.custom {
+                    live.push("custom", &value);
+                }
+            }
+            JsonEvent::TaskStart {
+                task_id,
+                node,
+                step,
+            } => {
+                let payload = wire::task_start(&task_id.to_string(), &node);
+                if m.tasks {
+                    live.push("tasks", &payload);
+                }
+                if m.debug {
+                    live.push("debug", &debug_event(step, "task", payload));
+                }
+            }
+            JsonEvent::TaskEnd {
+                task_id,
+                node,
+                step,
+                outcome,
+            } => {
+                let payload = wire::task_end(&task_id.to_string(), &node, &outcome);
+                if m.tasks {
+                    live.push("tasks", &payload);
+                }
+                if m.debug {
+                    live.push("debug", &debug_event(step, "task_result", payload));
+                }
+            }
+            JsonEvent::Checkpoint(s) => {
+                if s.source == hitl_runtime::checkpoint::CheckpointSource::Input {
+                    self.values(s.values.clone());
+                }
+                if m.checkpoints {
+                    live.push(
+                        "checkpoints",
+                        &Value::Object(wire::checkpoint_event(&self.exec.thread_id, &s)),
+                    );
+                }
+                if m.debug {
+                    live.push(
+                        "debug",
+                        &wire::debug_checkpoint_event(&self.exec.thread_id, &s),
+                    );
+                }
+            }
+            JsonEvent::Interrupt(list) => self.interrupts = list,
+        }
+    }
+
+    fn values(&mut self, v: Value) {
+        if self.exec.spec.modes.values && self.wrote {
+            self.live.push("values", &v);
+        }
+        self.wrote = false;
+    }
+
+    /// At a pause: `updates {"__interrupt__": [..]}`, then `values {.., "__interrupt__": [..]}`.
+    fn paused(&self, values: &Value) {
+        if self.interrupts.is_empty() {
+            return;
+        }
+        let list: Vec<Value> = self.interrupts.iter().map(wire::interrupt_out).collect();
+        if self.exec.spec.modes.updates {
+            self.live.push("updates", &json!({ "__interrupt__": list }));
+        }
+        if self.exec.spec.modes.values {
+            self.live.push(
+                "values",
+                &wire::values_with_interrupts(values, &self.interrupts),
+            );
+        }
+    }
+}
+
+fn debug_event(step: i64, kind: &str, payload: Value) -> Value {
+    json!({
+        "step": step,
+        "timestamp": crate::time::iso(crate::time::now_us()),
+        "type": kind,
+        "payload": payload,
+    })
+}
+
+/// Drives a run on its own task. If that task panics (a bug in this crate; node
+/// panics are task failures in the runtime), the run is recorded as failed and its
+/// streams close instead of hanging.
+fn supervise(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    exec: Exec,
+    started: Option<(JsonRunStream, Vec<JsonEvent>)>,
+) {
+    let (run_id, thread_id) = (exec.run_id.clone(), exec.thread_id.clone());
+    let driving = tokio::spawn(drive(inner.clone(), live.clone(), exec, started));
+    tokio::spawn(async move {
+        let Err(panic) = driving.await else { return };
+        tracing::error!(run = %run_id, error = %panic, "the task driving a run panicked");
+        let error = json!({"error": "InternalError", "message": format!("the server failed while driving this run: {panic}")});
+        if let Err(e) = inner.store.set_run_status(&run_id, RunStatus::Error).await {
+            tracing::error!(run = %run_id, error = %e, "could not record a run's failure");
+        }
+        settle_thread(
+            &inner,
+            &thread_id,
+            &run_id,
+            ThreadStatus::Error,
+            Some(error.clone()),
+        )
+        .await;
+        if !live.is_finished() {
+            live.finish(Ending {
+                body: json!({ "__error__": error }),
+            });
+        }
+        inner.lives.ended(&run_id);
+        let _ = inner.queue.wake(&thread_id).await;
+    });
+}
+
+/// Runs a recorded run to its end.
+async fn drive(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    exec: Exec,
+    started: Option<(JsonRunStream, Vec<JsonEvent>)>,
+) {
+    live.push("metadata", &json!({"run_id": exec.run_id, "attempt": 1}));
+    let mut tr = Translator {
+        live: &live,
+        exec: &exec,
+        interrupts: Vec::new(),
+        wrote: true,
+    };
+    let result: Result<(), CallError> = async {
+        let (mut stream, prelude) = match started {
+            Some(s) => s,
+            None => {
+                if live.cancel.is_cancelled() {
+                    return Err(CallError::Run(RunError::Cancelled));
+                }
+                (
+                    exec.graph
+                        .stream(exec.spec.input.clone(), &exec.cfg, &exec.spec.options)?,
+                    Vec::new(),
+                )
+            }
+        };
+        for ev in prelude {
+            tr.on(ev);
+        }
+        while let Some(item) = stream.next().await {
+            tr.on(item?);
+        }
+        Ok(())
+    }
+    .await;
+    let ending = conclude(&inner, &live, &exec, &tr, result).await;
+    live.finish(ending);
+    let _ = inner.queue.wake(&exec.thread_id).await;
+}
+
+/// Records how a run ended and returns the body of `wait`/`join`.
+async fn conclude(
+    inner: &Arc<Inner>,
+    live: &Live,
+    exec: &Exec,
+    tr: &Translator<'_>,
+    result: Result<(), CallError>,
+) -> Ending {
+    let thread_id = &exec.thread_id;
+    let head = RunConfig::thread(thread_id.clone());
+    let result = match result {
+        Ok(()) => exec
+            .graph
+            .state(&head)
+            .await
+            .map(|s| s.map(|s| (s.values, s.next))),
+        Err(e) => Err(e),
+    };
+    let (run_status, thread_status, error, body) = match result {
+        Ok(state) => {
+            let (values, next) = state.unwrap_or((Value::Null, Vec::new()));
+            tr.paused(&values);
+            let body = if tr.interrupts.is_empty() {
+                values
+            } else {
+                wire::values_with_interrupts(&values, &tr.interrupts)
+            };
+            let status = if next.is_empty() {
+                ThreadStatus::Idle
+            } else {
+                ThreadStatus::Interrupted
+            };
+            (Some(RunStatus::Success), status, None, body)
+        }
+        Err(CallError::Run(RunError::Cancelled)) => {
+            let rollback = live.cancel_action() == Some(CancelAction::Rollback);
+            if rollback && let Err(e) = roll_back(exec).await {
+                tracing::error!(run = %exec.run_id, error = %e, "rollback failed");
+            }
+            let next = match exec.graph.state(&head).await {
+                Ok(Some(s)) => s.next,
+                _ => Vec::new(),
+            };
+            let status = if next.is_empty() {
+                ThreadStatus::Idle
+            } else {
+                ThreadStatus::Interrupted
+            };
+            let (run_status, error) = if rollback {
+                (
+                    None,
+                    json!({"error": "UserRollback", "message": "the run was cancelled and rolled back (POST /threads/{thread_id}/runs/{run_id}/cancel?action=rollback, or a later run's multitask_strategy=rollback)"}),
+                )
+            } else {
+                (
+                    Some(RunStatus::Interrupted),
+                    json!({"error": "UserInterrupt", "message": "the run was cancelled (POST /threads/{thread_id}/runs/{run_id}/cancel, or a later run's multitask_strategy=interrupt); continue the thread with a run whose input is null"}),
+                )
+            };
+            let keep = (!rollback).then(|| error.clone());
+            (run_status, status, keep, json!({ "__error__": error }))
+        }
+        Err(e) => {
+            let error = run_error_json(&e);
+            live.push("error", &error);
+            (
+                Some(RunStatus::Error),
+                ThreadStatus::Error,
+                Some(error.clone()),
+                json!({ "__error__": error }),
+            )
+        }
+    };
+    let stored = match run_status {
+        Some(s) => inner.store.set_run_status(&exec.run_id, s).await,
+        None => inner.store.delete_run(&exec.run_id).await,
+    };
+    if let Err(e) = stored {
+        tracing::error!(run = %exec.run_id, error = %e, "could not record the end of a run");
+    }
+    settle_thread(inner, thread_id, &exec.run_id, thread_status, error).await;
+    if run_status.is_some() {
+        inner.lives.ended(&exec.run_id);
+    } else {
+        inner.lives.remove(&exec.run_id);
+    }
+    Ending { body }
+}
+
+/// Records a thread's status after a run ended (still `busy` if another run is
+/// queued).
+async fn settle_thread(
+    inner: &Arc<Inner>,
+    thread_id: &str,
+    run_id: &str,
+    status: ThreadStatus,
+    error: Option<Value>,
+) {
+    let others = match inner.store.active_runs(thread_id).await {
+        Ok(runs) => runs.iter().any(|r| r.run_id != run_id),
+        Err(_) => false,
+    };
+    let status = if others { ThreadStatus::Busy } else { status };
+    let update = ThreadUpdate::default()
+        .status(status)
+        .error(error)
+        .state_changed();
+    if let Err(e) = inner.store.update_thread(thread_id, update).await {
+        tracing::error!(thread = thread_id, error = %e, "could not record a thread's status");
+    }
+}
+
+/// Undoes what a cancelled run wrote: the head before the run becomes the head again
+/// (as a new checkpoint), and the run's own checkpoints are pruned. A run on a new
+/// thread leaves no checkpoint.
+async fn roll_back(exec: &Exec) -> Result<(), CallError> {
+    let thread = RunConfig::thread(exec.thread_id.clone());
+    let now = exec.graph.state(&thread).await?.map(|s| s.checkpoint_id);
+    let Some(saver) = exec.graph.checkpointer() else {
+        return Ok(());
+    };
+    match exec.before {
+        None => {
+            if now.is_some() {
+                saver
+                    .delete_thread(&exec.thread_id)
+                    .await
+                    .map_err(RunError::from)?;
+            }
+        }
+        Some(before) if now != Some(before) => {
+            exec.graph
+                .update_state(&thread.at_checkpoint(before), Value::Null, None)
+                .await?;
+            saver
+                .prune(&exec.thread_id, Prune::KeepHeadLineage)
+                .await
+                .map_err(RunError::from)?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Cancels a run. A pending run ends at once; a running one stops at its next await
+/// point. With `wait`, returns when it has ended.
+pub(crate) async fn cancel(
+    inner: &Arc<Inner>,
+    run: &RunRecord,
+    action: CancelAction,
+    wait: bool,
+) -> Result<(), ApiError> {
+    let resumable = run
+        .kwargs
+        .get("resumable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let live = inner.lives.ensure(&run.run_id, resumable);
+    live.request_cancel(action);
+    let current = inner.store.get_run(&run.thread_id, &run.run_id).await?;
+    if current.is_some_and(|r| r.status == RunStatus::Pending) {
+        // Not started: it ends here. (If a worker claims it meanwhile, it finds the
+        // cancellation and ends the same way.)
+        match action {
+            CancelAction::Interrupt => {
+                inner
+                    .store
+                    .set_run_status(&run.run_id, RunStatus::Interrupted)
+                    .await?;
+            }
+            CancelAction::Rollback => inner.store.delete_run(&run.run_id).await?,
+        }
+        let error =
+            json!({"error": "UserInterrupt", "message": "the run was cancelled before it started"});
+        live.finish(Ending {
+            body: json!({ "__error__": error }),
+        });
+        inner.lives.ended(&run.run_id);
+        inner.queue.wake(&run.thread_id).await?;
+        return Ok(());
+    }
+    if wait {
+        live.wait().await;
+    }
+    Ok(())
+}
