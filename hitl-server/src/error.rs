@@ -199,16 +199,18 @@ impl From<RunError> for ApiError {
             },
             RunError::Checkpoint(
                 CheckpointError::Conflict { .. } | CheckpointError::WriteConflict { .. },
-            ) => ApiError::Conflict(e.to_string()),
+            )
+            | RunError::ThreadBusy { .. } => ApiError::Conflict(e.to_string()),
             RunError::Checkpoint(CheckpointError::NotFound { .. }) => {
                 ApiError::NotFound(e.to_string())
             }
             RunError::UnknownThread { .. } => {
                 ApiError::Conflict(format!("{e} (the thread exists but has never run)"))
             }
-            RunError::Graph(_) | RunError::EmptyCommand | RunError::InvalidUpdate { .. } => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            RunError::Graph(_)
+            | RunError::EmptyCommand
+            | RunError::InvalidUpdate { .. }
+            | RunError::TooDeep { .. } => ApiError::Unprocessable(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
     }

@@ -228,14 +228,6 @@ impl HumanInTheLoop {
         }
     }
 
-    fn reviews_cleared(state: &AgentState) -> HookOutput {
-        if state.reviewed_tool_calls.is_empty() {
-            HookOutput::none()
-        } else {
-            HookOutput::update(AgentStateUpdate::default().reviewed_tool_calls(BTreeMap::new()))
-        }
-    }
-
     /// The text of a tool message for a reviewed call that reached the tools without a
     /// decision bound to it (another route into the tools node skipped the review).
     fn unreviewed_text(name: &str, id: &str) -> String {
@@ -362,7 +354,10 @@ impl Middleware for HumanInTheLoop {
             .filter_map(|c| self.review(c).map(|p| (c, p)))
             .collect();
         if reviewed.is_empty() {
-            return Ok(Self::reviews_cleared(state));
+            // What the last review recorded stays until the next one replaces it: its
+            // call ids are never used again (the model node gives every call a fresh
+            // id), so it cannot authorize another call.
+            return Ok(HookOutput::none());
         }
         // Built only the first time: a resumed run gets its answer without it.
         let request = || {
