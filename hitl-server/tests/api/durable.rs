@@ -107,7 +107,7 @@ async fn building_a_server_checks_its_graphs() {
     assert!(matches!(e, BuildError::InvalidGraphId { .. }));
     let no_saver = create_agent(reference_model())
         .tools(reference_tools())
-        .middleware(hitl_runtime::agent::HumanInTheLoop::from_tools())
+        .middleware(HumanInTheLoop::from_tools())
         .build()
         .unwrap();
     let e = Server::builder()
