@@ -197,6 +197,15 @@ pub enum CheckpointError {
         /// The checkpoint asked for.
         checkpoint: CheckpointId,
     },
+    /// The database file cannot hold threads: it is empty (truncated?) or it is not an
+    /// SQLite database.
+    #[error("cannot use `{path}` as a checkpoint database: {reason}")]
+    Unusable {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The database schema is newer than this library.
     #[error(
         "the checkpoint database is at schema version {found}, newer than this library's {supported}; upgrade hitl-runtime"

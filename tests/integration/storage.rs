@@ -173,3 +173,109 @@ async fn sqlite_makes_each_run_durable_once_before_it_returns() {
     app.invoke(Deltas::default(), &cfg).await.unwrap();
     assert_eq!(syncs(&path), None);
 }
+
+#[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+struct Before {
+    #[state(reducer = append)]
+    messages: Vec<String>,
+    step: u32,
+}
+
+#[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+struct Renamed {
+    #[state(reducer = append)]
+    history: Vec<String>,
+    step: u32,
+}
+
+async fn write_before(
+    _: Arc<Before>,
+    _: hitl_runtime::NodeContext,
+) -> Result<BeforeUpdate, hitl_runtime::NodeError> {
+    Ok(BeforeUpdate::default()
+        .messages(vec!["hello".into()])
+        .step(1))
+}
+
+async fn write_renamed(
+    _: Arc<Renamed>,
+    _: hitl_runtime::NodeContext,
+) -> Result<RenamedUpdate, hitl_runtime::NodeError> {
+    Ok(RenamedUpdate::default().step(2))
+}
+
+#[tokio::test]
+async fn a_channel_the_state_does_not_have_or_lacks_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("threads.db");
+    let mut g = StateGraph::<Before>::new();
+    let n = g.add_node("write", write_before);
+    g.add_edge(START, n);
+    g.add_edge(n, END);
+    let before = g
+        .compile()
+        .checkpointer(hitl_runtime::SqliteSaver::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("t");
+    before.invoke(Before::default(), &cfg).await.unwrap();
+
+    // The same thread read with a state whose `messages` field was renamed: an error
+    // naming the channel, never an empty conversation.
+    let mut g = StateGraph::<Renamed>::new();
+    let n = g.add_node("write", write_renamed);
+    g.add_edge(START, n);
+    g.add_edge(n, END);
+    let renamed = g
+        .compile()
+        .checkpointer(hitl_runtime::SqliteSaver::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let err = renamed.get_state(&cfg).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("has channel `messages`, which the state type") && text.contains("Renamed"),
+        "{text}"
+    );
+    let err = renamed.invoke(None, &cfg).await.unwrap_err();
+    assert!(matches!(
+        err,
+        RunError::Checkpoint(hitl_runtime::CheckpointError::Corrupt { .. })
+    ));
+    assert!(
+        renamed.get_state_history(&cfg).await.is_err(),
+        "history fails too"
+    );
+    // The original state still reads it.
+    assert_eq!(
+        before.get_state(&cfg).await.unwrap().values.messages,
+        ["hello"]
+    );
+}
+
+#[tokio::test]
+async fn an_empty_or_foreign_database_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let err = hitl_runtime::SqliteSaver::open(&empty).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("empty.db") && text.contains("0 bytes"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "left untouched"
+    );
+
+    let foreign = dir.path().join("notes.txt");
+    std::fs::write(&foreign, "these are my notes, not a database ".repeat(200)).unwrap();
+    let err = hitl_runtime::SqliteSaver::open(&foreign).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("notes.txt") && text.contains("not a database"),
+        "{text}"
+    );
+}

@@ -14,17 +14,46 @@ const MIN_SNAPSHOT_THRESHOLD: u64 = 4096;
 
 /// Rebuilds a state from a stored checkpoint.
 ///
-/// A channel the checkpoint does not list keeps its default (a field added to the
-/// state after the checkpoint was written). A listed channel whose blob is missing or
-/// does not decode is an error.
+/// A channel the checkpoint does not list, or lists but the state does not have, is
+/// an error, and so is a listed channel whose blob is missing or does not decode.
 pub(crate) fn materialize<S: State>(
     thread: &str,
     stored: &StoredCheckpoint,
 ) -> Result<S, CheckpointError> {
     let mut state = S::default();
+    // Every checkpoint lists every channel of the state that wrote it: a channel
+    // missing, or one this state does not have, is damage or a changed state type,
+    // and loading it as a default would lose data silently.
+    if let Some(unknown) = stored
+        .checkpoint
+        .channels
+        .iter()
+        .find(|cv| !S::channels().iter().any(|spec| *cv.channel == *spec.name))
+    {
+        return Err(CheckpointError::corrupt(
+            thread,
+            format!(
+                "checkpoint {} has channel `{}`, which the state type `{}` does not have \
+                 (was a field renamed or removed? migrate the stored threads first)",
+                stored.checkpoint.id,
+                unknown.channel,
+                std::any::type_name::<S>()
+            ),
+        ));
+    }
     for (index, spec) in S::channels().iter().enumerate() {
         let Some(cv) = stored.checkpoint.channel(spec.name) else {
-            continue;
+            return Err(CheckpointError::corrupt(
+                thread,
+                format!(
+                    "checkpoint {} has no channel `{}` of the state type `{}` (was the \
+                     record damaged, or the field added after it was written? migrate the \
+                     stored threads first)",
+                    stored.checkpoint.id,
+                    spec.name,
+                    std::any::type_name::<S>()
+                ),
+            ));
         };
         let decode_err = |source| CheckpointError::Decode {
             thread: thread.to_owned(),

@@ -125,11 +125,24 @@ impl SqliteSaver {
         durability: SqliteDurability,
     ) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
-        let conn = Connection::open(path).map_err(backend)?;
         let memory = path.as_os_str() == ":memory:";
+        let unusable = |reason: String| CheckpointError::Unusable {
+            path: path.display().to_string(),
+            reason,
+        };
+        if !memory && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            // SQLite would take an empty file for a new database: a truncated one
+            // would read as "no threads", silently.
+            return Err(unusable(
+                "the file is empty (0 bytes), so it holds no database; if it was \
+                 truncated, restore it from a backup, else delete it to start afresh"
+                    .into(),
+            ));
+        }
+        let conn = Connection::open(path).map_err(|e| unusable(e.to_string()))?;
         if !memory {
             conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
+                .map_err(|e| unusable(format!("{e} (is it an SQLite database?)")))?;
         }
         let sync = match durability {
             SqliteDurability::RunEnd | SqliteDurability::Normal => "NORMAL",

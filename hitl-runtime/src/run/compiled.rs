@@ -319,9 +319,16 @@ impl<S: State> CompiledGraph<S> {
         let head = saver.head(thread, "").await?;
         let mut out = Vec::new();
         for c in saver.list(thread, "", filter).await? {
-            let Some(stored) = saver.get(thread, "", Some(c.id), None).await? else {
-                continue;
-            };
+            // A listed checkpoint that cannot be fetched is damage, never skipped.
+            let stored = saver
+                .get(thread, "", Some(c.id), None)
+                .await?
+                .ok_or_else(|| {
+                    crate::error::CheckpointError::corrupt(
+                        thread,
+                        format!("checkpoint {} is listed but cannot be read", c.id),
+                    )
+                })?;
             let is_head = head == Some(c.id);
             out.push(snapshot_from_stored(&self.inner, thread, stored, is_head)?);
         }
