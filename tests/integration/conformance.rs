@@ -8,7 +8,7 @@ mod sqlite {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use hitl_runtime::SqliteSaver;
-    use hitl_runtime::testing::conformance::Harness;
+    use hitl_runtime::testing::conformance::{Damage, Harness};
 
     /// Each saver gets a fresh file in a directory removed when the harness drops.
     pub(crate) struct SqliteFiles {
@@ -42,6 +42,11 @@ mod sqlite {
 
         async fn corrupt_blob(&self, saver: &SqliteSaver, thread: &str, channel: &str) {
             assert!(saver.corrupt_blobs(thread, channel) > 0);
+        }
+
+        async fn damage(&self, saver: &SqliteSaver, thread: &str, damage: Damage) -> Option<u64> {
+            let sql = damage.sql().replace("{s}", "").replace("{t}", thread);
+            Some(saver.execute_unchecked(&sql) as u64)
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hitl_runtime::PostgresSaver;
 use hitl_runtime::checkpoint::PgDurability;
-use hitl_runtime::testing::conformance::Harness;
+use hitl_runtime::testing::conformance::{Damage, Harness};
 
 /// The database URL (`HITL_TEST_POSTGRES_URL`).
 pub(crate) fn url() -> String {
@@ -111,6 +111,11 @@ impl Harness for PgSchemas {
 
     async fn corrupt_blob(&self, saver: &PostgresSaver, thread: &str, channel: &str) {
         assert!(saver.corrupt_blobs(thread, channel).await > 0);
+    }
+
+    async fn damage(&self, saver: &PostgresSaver, thread: &str, damage: Damage) -> Option<u64> {
+        let sql = damage.sql().replace("{s}", "{s}.").replace("{t}", thread);
+        Some(saver.execute_unchecked(&sql).await)
     }
 }
 

@@ -279,3 +279,88 @@ async fn an_empty_or_foreign_database_file_is_an_error_naming_it() {
         "{text}"
     );
 }
+
+/// Rows written before checksums existed get one when the database is migrated.
+async fn checksums_are_backfilled_on(
+    saver: Arc<dyn hitl_runtime::Checkpointer>,
+    undo_migration: impl AsyncFnOnce(),
+    reopen: impl AsyncFnOnce() -> Arc<dyn hitl_runtime::Checkpointer>,
+) {
+    let compile = |saver: Arc<dyn hitl_runtime::Checkpointer>| {
+        let mut g = StateGraph::<Before>::new();
+        let n = g.add_node("write", write_before);
+        g.add_edge(START, n);
+        g.add_edge(n, END);
+        g.compile()
+            .checkpointer_arc(saver)
+            .state_cache(0)
+            .build()
+            .unwrap()
+    };
+    let app = compile(saver);
+    let cfg = RunConfig::thread("old");
+    app.invoke(Before::default(), &cfg).await.unwrap();
+    drop(app);
+    undo_migration().await;
+    let app = compile(reopen().await);
+    let state = app.get_state(&cfg).await.unwrap();
+    assert_eq!(state.values.messages, ["hello"]);
+    assert_eq!(app.get_state_history(&cfg).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_rows_from_before_checksums_are_backfilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let saver = hitl_runtime::SqliteSaver::open(&path).await.unwrap();
+    let handle = saver.clone();
+    checksums_are_backfilled_on(
+        Arc::new(saver),
+        async || {
+            for sql in [
+                "ALTER TABLE hitl_checkpoints DROP COLUMN sum",
+                "ALTER TABLE hitl_blobs DROP COLUMN sum",
+                "ALTER TABLE hitl_writes DROP COLUMN sum",
+                "DELETE FROM hitl_schema_migrations WHERE version = 4",
+            ] {
+                handle.execute_unchecked(sql);
+            }
+        },
+        async || {
+            let saver: Arc<dyn hitl_runtime::Checkpointer> =
+                Arc::new(hitl_runtime::SqliteSaver::open(&path).await.unwrap());
+            saver
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(hitl_postgres),
+    ignore = "set HITL_TEST_POSTGRES_URL to run the Postgres tests"
+)]
+async fn postgres_rows_from_before_checksums_are_backfilled() {
+    let schemas = crate::pg::PgSchemas::new();
+    let schema = schemas.name();
+    let saver = schemas.saver(&schema).await;
+    let handle = saver.clone();
+    checksums_are_backfilled_on(
+        Arc::new(saver),
+        async || {
+            for sql in [
+                "ALTER TABLE {s}.hitl_checkpoints DROP COLUMN sum",
+                "ALTER TABLE {s}.hitl_blobs DROP COLUMN sum",
+                "ALTER TABLE {s}.hitl_writes DROP COLUMN sum",
+                "DELETE FROM {s}.hitl_schema_migrations WHERE version = 4",
+            ] {
+                handle.execute_unchecked(sql).await;
+            }
+        },
+        async || {
+            let saver: Arc<dyn hitl_runtime::Checkpointer> = Arc::new(schemas.saver(&schema).await);
+            saver
+        },
+    )
+    .await;
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::rows::{blob_row, decode_checkpoint, inbox, parse_id, write_row};
+use super::rows::{
+    blob_row, blob_sum, decode_checkpoint, inbox, parse_id, record_sum, write_row, write_sum,
+};
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
     PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
@@ -61,7 +63,15 @@ const MIGRATIONS: &[&str] = &[
          holder TEXT NOT NULL,
          expires_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 4: a checksum on every record, blob and pending write (filled in for the rows
+    // already there by `backfill_checksums`).
+    "ALTER TABLE hitl_checkpoints ADD COLUMN sum INTEGER;
+     ALTER TABLE hitl_blobs ADD COLUMN sum INTEGER;
+     ALTER TABLE hitl_writes ADD COLUMN sum INTEGER;",
 ];
+
+/// The migration that adds checksums (its 1-based version).
+const CHECKSUMS: usize = 4;
 
 /// When commits reach the disk. Every setting survives a crash of the process (WAL);
 /// they differ on a power loss.
@@ -216,6 +226,14 @@ impl SqliteSaver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Test hook (feature `test-util`): runs `sql` behind the saver's back, as damage
+    /// would; returns the rows changed.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn execute_unchecked(&self, sql: &str) -> usize {
+        self.lock().execute(sql, []).unwrap_or(0)
+    }
+
     /// Overwrites every blob of `channel` in `thread` with bytes that are not JSON, to
     /// test that corrupt data fails loudly.
     #[cfg(feature = "test-util")]
@@ -259,6 +277,9 @@ fn migrate(conn: &mut Connection) -> Result<(), CheckpointError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.execute_batch(sql).map_err(backend)?;
+        if i + 1 == CHECKSUMS {
+            backfill_checksums(&tx)?;
+        }
         tx.execute(
             "INSERT INTO hitl_schema_migrations (version) VALUES (?1)",
             [i as i64 + 1],
@@ -266,6 +287,93 @@ fn migrate(conn: &mut Connection) -> Result<(), CheckpointError> {
         .map_err(backend)?;
     }
     tx.commit().map_err(backend)
+}
+
+/// Computes the checksum of every row stored before checksums existed.
+fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), CheckpointError> {
+    let records: Vec<(String, String, String, String)> = tx
+        .prepare("SELECT thread, ns, id, record FROM hitl_checkpoints")
+        .map_err(backend)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (thread, ns, id, record) in records {
+        tx.execute(
+            "UPDATE hitl_checkpoints SET sum = ?4 WHERE thread = ?1 AND ns = ?2 AND id = ?3",
+            params![thread, ns, id, record_sum(&thread, &ns, &record)],
+        )
+        .map_err(backend)?;
+    }
+    type BlobKey = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+    );
+    let blobs: Vec<BlobKey> = tx
+        .prepare("SELECT thread, ns, channel, version, kind, base, data FROM hitl_blobs")
+        .map_err(backend)?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (thread, ns, channel, version, kind, base, data) in blobs {
+        let sum = blob_sum(
+            &thread,
+            &ns,
+            &channel,
+            &version,
+            &kind,
+            base.as_deref(),
+            &data,
+        );
+        tx.execute(
+            "UPDATE hitl_blobs SET sum = ?5 WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version = ?4",
+            params![thread, ns, channel, version, sum],
+        )
+        .map_err(backend)?;
+    }
+    type WriteKey = (String, String, String, String, i32, String, String);
+    let writes: Vec<WriteKey> = tx
+        .prepare("SELECT thread, ns, checkpoint, task, idx, kind, value FROM hitl_writes")
+        .map_err(backend)?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (thread, ns, checkpoint, task, idx, kind, value) in writes {
+        let sum = write_sum(&thread, &ns, &checkpoint, &task, idx, &kind, &value);
+        tx.execute(
+            "UPDATE hitl_writes SET sum = ?6 WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 AND task = ?4 AND idx = ?5",
+            params![thread, ns, checkpoint, task, idx, sum],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn head_of(
@@ -290,7 +398,7 @@ fn writes_of(
 ) -> Result<Vec<PendingWrite>, CheckpointError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT task, idx, kind, value FROM hitl_writes
+            "SELECT task, idx, kind, value, sum FROM hitl_writes
              WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 ORDER BY task, idx",
         )
         .map_err(backend)?;
@@ -301,13 +409,16 @@ fn writes_of(
                 r.get::<_, i32>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })
         .map_err(backend)?;
     let mut out = Vec::new();
     for row in rows {
-        let (task, idx, kind, value) = row.map_err(backend)?;
-        out.push(write_row(thread, &task, idx, &kind, value)?);
+        let (task, idx, kind, value, sum) = row.map_err(backend)?;
+        out.push(write_row(
+            thread, ns, checkpoint, &task, idx, &kind, value, sum,
+        )?);
     }
     Ok(out)
 }
@@ -320,7 +431,7 @@ fn blobs_of(
 ) -> Result<Vec<Blob>, CheckpointError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT channel, version, kind, base, data FROM hitl_blobs
+            "SELECT channel, version, kind, base, data, sum FROM hitl_blobs
              WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version BETWEEN ?4 AND ?5",
         )
         .map_err(backend)?;
@@ -336,18 +447,21 @@ fn blobs_of(
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
                 ))
             })
             .map_err(backend)?;
         for row in rows {
-            let (channel, version, kind, base, data) = row.map_err(backend)?;
+            let (channel, version, kind, base, data, sum) = row.map_err(backend)?;
             out.push(blob_row(
                 thread,
+                ns,
                 channel,
                 &version,
                 &kind,
                 base.as_deref(),
                 data,
+                sum,
             )?);
         }
     }
@@ -371,18 +485,18 @@ impl Checkpointer for SqliteSaver {
             return Ok(None);
         };
         let id_text = id.to_string();
-        let record: Option<String> = conn
+        let record: Option<(String, Option<i64>)> = conn
             .prepare_cached(
-                "SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id = ?3",
+                "SELECT record, sum FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id = ?3",
             )
             .map_err(backend)?
-            .query_row(params![thread, ns, id_text], |r| r.get(0))
+            .query_row(params![thread, ns, id_text], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(backend)?;
-        let Some(record) = record else {
+        let Some((record, sum)) = record else {
             return Ok(None);
         };
-        let checkpoint = decode_checkpoint(thread, &record)?;
+        let checkpoint = decode_checkpoint(thread, ns, &record, sum)?;
         let blobs = if have == Some(id) {
             Vec::new()
         } else {
@@ -423,7 +537,7 @@ impl Checkpointer for SqliteSaver {
         }
         let id = write.checkpoint.id.to_string();
         tx.prepare_cached(
-            "INSERT INTO hitl_checkpoints (thread, ns, id, parent, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO hitl_checkpoints (thread, ns, id, parent, record, sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(backend)?
         .execute(params![
@@ -431,14 +545,15 @@ impl Checkpointer for SqliteSaver {
             write.ns,
             id,
             write.checkpoint.parent_id.map(|p| p.to_string()),
-            record
+            record,
+            record_sum(&write.thread, &write.ns, &record)
         ])
         .map_err(backend)?;
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO hitl_blobs (thread, ns, channel, version, kind, base, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO hitl_blobs (thread, ns, channel, version, kind, base, data, sum)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(backend)?;
             for blob in &write.blobs {
@@ -446,14 +561,25 @@ impl Checkpointer for SqliteSaver {
                     BlobKind::Full => ("full", None),
                     BlobKind::Delta { base } => ("delta", Some(base.to_string())),
                 };
+                let version = blob.version.to_string();
+                let sum = blob_sum(
+                    &write.thread,
+                    &write.ns,
+                    &blob.channel,
+                    &version,
+                    kind,
+                    base.as_deref(),
+                    blob.data.get(),
+                );
                 stmt.execute(params![
                     write.thread,
                     write.ns,
                     blob.channel,
-                    blob.version.to_string(),
+                    version,
                     kind,
                     base,
-                    blob.data.get()
+                    blob.data.get(),
+                    sum
                 ])
                 .map_err(backend)?;
             }
@@ -516,15 +642,18 @@ impl Checkpointer for SqliteSaver {
             .map_or_else(|| "~".to_owned(), |b| b.to_string());
         let mut stmt = conn
             .prepare_cached(
-                "SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id < ?3 ORDER BY id DESC",
+                "SELECT record, sum FROM hitl_checkpoints WHERE thread = ?1 AND ns = ?2 AND id < ?3 ORDER BY id DESC",
             )
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![thread, ns, before], |r| r.get::<_, String>(0))
+            .query_map(params![thread, ns, before], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
             .map_err(backend)?;
         let mut out = Vec::new();
         for row in rows {
-            let checkpoint = decode_checkpoint(thread, &row.map_err(backend)?)?;
+            let (record, sum) = row.map_err(backend)?;
+            let checkpoint = decode_checkpoint(thread, ns, &record, sum)?;
             if filter.matches(&checkpoint) {
                 out.push(checkpoint);
                 if filter.limit.is_some_and(|l| out.len() >= l) {
@@ -564,13 +693,16 @@ impl Checkpointer for SqliteSaver {
         let mut all = Vec::new();
         {
             let mut stmt = tx
-                .prepare("SELECT record FROM hitl_checkpoints WHERE thread = ?1 AND ns = ''")
+                .prepare("SELECT record, sum FROM hitl_checkpoints WHERE thread = ?1 AND ns = ''")
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([thread], |r| r.get::<_, String>(0))
+                .query_map([thread], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
                 .map_err(backend)?;
             for row in rows {
-                all.push(decode_checkpoint(thread, &row.map_err(backend)?)?);
+                let (record, sum) = row.map_err(backend)?;
+                all.push(decode_checkpoint(thread, "", &record, sum)?);
             }
         }
         let kept = prune_keep_set(&all, head, keep);
@@ -739,26 +871,37 @@ fn insert_writes(
     for w in writes {
         let sql = match w.kind.mode() {
             WriteMode::InsertIfAbsent => {
-                "INSERT OR IGNORE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT OR IGNORE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             }
             WriteMode::Upsert => {
-                "INSERT OR REPLACE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT OR REPLACE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             }
             WriteMode::InsertOrConflict => {
-                "INSERT INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             }
         };
+        let task = w.task_id.to_string();
+        let sum = write_sum(
+            thread,
+            ns,
+            &cp,
+            &task,
+            w.idx,
+            w.kind.as_str(),
+            w.value.get(),
+        );
         let result = tx.prepare_cached(sql).map_err(backend)?.execute(params![
             thread,
             ns,
             cp,
-            w.task_id.to_string(),
+            task,
             w.idx,
             w.kind.as_str(),
-            w.value.get()
+            w.value.get(),
+            sum
         ]);
         match result {
             Ok(_) => {}

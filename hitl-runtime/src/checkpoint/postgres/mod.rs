@@ -14,7 +14,9 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::rows::{blob_row, decode_checkpoint, inbox, parse_id, write_row};
+use super::rows::{
+    blob_row, blob_sum, decode_checkpoint, inbox, parse_id, record_sum, write_row, write_sum,
+};
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
     PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
@@ -98,6 +100,95 @@ fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> CheckpointErro
         message,
         source: Box::new(e),
     }))
+}
+
+/// Computes the checksum of every row stored before checksums existed.
+async fn backfill_checksums(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &str,
+) -> Result<(), CheckpointError> {
+    for row in tx
+        .query(
+            &format!("SELECT thread, ns, id, record FROM {s}.hitl_checkpoints"),
+            &[],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let (thread, ns, id, record): (String, String, String, String) = (
+            row.try_get(0).map_err(backend)?,
+            row.try_get(1).map_err(backend)?,
+            row.try_get(2).map_err(backend)?,
+            row.try_get(3).map_err(backend)?,
+        );
+        tx.execute(
+            &format!(
+                "UPDATE {s}.hitl_checkpoints SET sum = $4 WHERE thread = $1 AND ns = $2 AND id = $3"
+            ),
+            &[&thread, &ns, &id, &record_sum(&thread, &ns, &record)],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    for row in tx
+        .query(
+            &format!("SELECT thread, ns, channel, version, kind, base, data FROM {s}.hitl_blobs"),
+            &[],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let (thread, ns, channel, version, kind): (String, String, String, String, String) = (
+            row.try_get(0).map_err(backend)?,
+            row.try_get(1).map_err(backend)?,
+            row.try_get(2).map_err(backend)?,
+            row.try_get(3).map_err(backend)?,
+            row.try_get(4).map_err(backend)?,
+        );
+        let base: Option<String> = row.try_get(5).map_err(backend)?;
+        let data: String = row.try_get(6).map_err(backend)?;
+        let sum = blob_sum(
+            &thread,
+            &ns,
+            &channel,
+            &version,
+            &kind,
+            base.as_deref(),
+            &data,
+        );
+        tx.execute(
+            &format!("UPDATE {s}.hitl_blobs SET sum = $5 WHERE thread = $1 AND ns = $2 AND channel = $3 AND version = $4"),
+            &[&thread, &ns, &channel, &version, &sum],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    for row in tx
+        .query(
+            &format!("SELECT thread, ns, checkpoint, task, idx, kind, value FROM {s}.hitl_writes"),
+            &[],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let (thread, ns, checkpoint, task): (String, String, String, String) = (
+            row.try_get(0).map_err(backend)?,
+            row.try_get(1).map_err(backend)?,
+            row.try_get(2).map_err(backend)?,
+            row.try_get(3).map_err(backend)?,
+        );
+        let idx: i32 = row.try_get(4).map_err(backend)?;
+        let kind: String = row.try_get(5).map_err(backend)?;
+        let value: String = row.try_get(6).map_err(backend)?;
+        let sum = write_sum(&thread, &ns, &checkpoint, &task, idx, &kind, &value);
+        tx.execute(
+            &format!("UPDATE {s}.hitl_writes SET sum = $6 WHERE thread = $1 AND ns = $2 AND checkpoint = $3 AND task = $4 AND idx = $5"),
+            &[&thread, &ns, &checkpoint, &task, &idx, &sum],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// A Postgres failure, with the server's message in its text (tokio-postgres says only
@@ -281,6 +372,9 @@ impl PostgresSaver {
             tx.batch_execute(&sql.replace("{s}", s))
                 .await
                 .map_err(backend)?;
+            if i + 1 == sql::CHECKSUMS {
+                backfill_checksums(&tx, s).await?;
+            }
             tx.execute(
                 &format!("INSERT INTO {s}.hitl_schema_migrations (version) VALUES ($1)"),
                 &[&(i as i64 + 1)],
@@ -295,6 +389,18 @@ impl PostgresSaver {
         if self.durability == PgDurability::RunEnd {
             self.dirty.store(true, Ordering::Release);
         }
+    }
+
+    /// Test hook (feature `test-util`): runs `sql` (`{s}` is the schema) behind the
+    /// saver's back, as damage would; returns the rows changed.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub async fn execute_unchecked(&self, sql: &str) -> u64 {
+        let client = self.client().await.expect("a connection");
+        client
+            .execute(&sql.replace("{s}", &self.schema), &[])
+            .await
+            .expect("the statement runs")
     }
 
     /// Overwrites every blob of `channel` in `thread` with bytes that are not JSON, to
@@ -317,21 +423,38 @@ impl PostgresSaver {
 }
 
 /// Rows aggregated as `[[task, idx, kind, value], ..]`.
-fn decode_writes(thread: &str, json: &str) -> Result<Vec<PendingWrite>, CheckpointError> {
-    let rows: Vec<(String, i32, String, String)> =
+fn decode_writes(
+    thread: &str,
+    ns: &str,
+    checkpoint: &str,
+    json: &str,
+) -> Result<Vec<PendingWrite>, CheckpointError> {
+    let rows: Vec<(String, i32, String, String, Option<i64>)> =
         serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "pending writes"))?;
     rows.into_iter()
-        .map(|(task, idx, kind, value)| write_row(thread, &task, idx, &kind, value))
+        .map(|(task, idx, kind, value, sum)| {
+            write_row(thread, ns, checkpoint, &task, idx, &kind, value, sum)
+        })
         .collect()
 }
 
 /// Rows aggregated as `[[channel, version, kind, base, data], ..]`.
-fn decode_blobs(thread: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> {
-    let rows: Vec<(String, String, String, Option<String>, String)> =
+fn decode_blobs(thread: &str, ns: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> {
+    type Row = (String, String, String, Option<String>, String, Option<i64>);
+    let rows: Vec<Row> =
         serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "blobs"))?;
     rows.into_iter()
-        .map(|(channel, version, kind, base, data)| {
-            blob_row(thread, channel, &version, &kind, base.as_deref(), data)
+        .map(|(channel, version, kind, base, data, sum)| {
+            blob_row(
+                thread,
+                ns,
+                channel,
+                &version,
+                &kind,
+                base.as_deref(),
+                data,
+                sum,
+            )
         })
         .collect()
 }
@@ -344,12 +467,28 @@ struct WriteColumns<'a> {
     kinds: Vec<&'static str>,
     values: Vec<&'a str>,
     upsert: Vec<bool>,
+    sums: Vec<i64>,
 }
 
-fn write_columns<'a>(writes: &[&'a PendingWrite]) -> WriteColumns<'a> {
+fn write_columns<'a>(
+    thread: &str,
+    ns: &str,
+    checkpoint: &str,
+    writes: &[&'a PendingWrite],
+) -> WriteColumns<'a> {
     let mut c = WriteColumns::default();
     for w in writes {
-        c.tasks.push(w.task_id.to_string());
+        let task = w.task_id.to_string();
+        c.sums.push(write_sum(
+            thread,
+            ns,
+            checkpoint,
+            &task,
+            w.idx,
+            w.kind.as_str(),
+            w.value.get(),
+        ));
+        c.tasks.push(task);
         c.idx.push(w.idx);
         c.kinds.push(w.kind.as_str());
         c.values.push(w.value.get());
@@ -381,13 +520,15 @@ impl Checkpointer for PostgresSaver {
         else {
             return Ok(None);
         };
+        let id: String = row.try_get(0).map_err(backend)?;
         let record: String = row.try_get(1).map_err(backend)?;
         let blobs: String = row.try_get(2).map_err(backend)?;
         let writes: String = row.try_get(3).map_err(backend)?;
+        let sum: Option<i64> = row.try_get(4).map_err(backend)?;
         Ok(Some(StoredCheckpoint {
-            checkpoint: Arc::new(decode_checkpoint(thread, &record)?),
-            blobs: decode_blobs(thread, &blobs)?,
-            writes: decode_writes(thread, &writes)?,
+            checkpoint: Arc::new(decode_checkpoint(thread, ns, &record, sum)?),
+            blobs: decode_blobs(thread, ns, &blobs)?,
+            writes: decode_writes(thread, ns, &id, &writes)?,
         }))
     }
 
@@ -421,22 +562,30 @@ impl Checkpointer for PostgresSaver {
             Vec<&str>,
             Vec<Option<String>>,
             Vec<&str>,
+            Vec<i64>,
         ) = Default::default();
         for b in &write.blobs {
+            let version = b.version.to_string();
+            let (kind, base) = match b.kind {
+                BlobKind::Full => ("full", None),
+                BlobKind::Delta { base } => ("delta", Some(base.to_string())),
+            };
+            cols.5.push(blob_sum(
+                &write.thread,
+                &write.ns,
+                &b.channel,
+                &version,
+                kind,
+                base.as_deref(),
+                b.data.get(),
+            ));
             cols.0.push(&b.channel);
-            cols.1.push(b.version.to_string());
-            match b.kind {
-                BlobKind::Full => {
-                    cols.2.push("full");
-                    cols.3.push(None);
-                }
-                BlobKind::Delta { base } => {
-                    cols.2.push("delta");
-                    cols.3.push(Some(base.to_string()));
-                }
-            }
+            cols.1.push(version);
+            cols.2.push(kind);
+            cols.3.push(base);
             cols.4.push(b.data.get());
         }
+        let record_sum = record_sum(&write.thread, &write.ns, &record);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&self.sql.put)
@@ -452,7 +601,13 @@ impl Checkpointer for PostgresSaver {
                 .all(|w| w.kind.mode() != WriteMode::InsertOrConflict),
             "answers are stored with put_writes"
         );
-        let w = write_columns(&write.head_writes.iter().collect::<Vec<_>>());
+        let head_text = expected.clone().unwrap_or_default();
+        let w = write_columns(
+            &write.thread,
+            &write.ns,
+            &head_text,
+            &write.head_writes.iter().collect::<Vec<_>>(),
+        );
         let row = client
             .query_one(
                 &stmt,
@@ -473,6 +628,9 @@ impl Checkpointer for PostgresSaver {
                     &w.kinds,
                     &w.values,
                     &w.upsert,
+                    &record_sum,
+                    &cols.5,
+                    &w.sums,
                 ],
             )
             .await
@@ -510,12 +668,13 @@ impl Checkpointer for PostgresSaver {
                 .prepare_cached(&self.sql.writes)
                 .await
                 .map_err(backend)?;
-            let c = write_columns(&writes.iter().collect::<Vec<_>>());
+            let c = write_columns(thread, ns, &cp, &writes.iter().collect::<Vec<_>>());
             client
                 .execute(
                     &stmt,
                     &[
                         &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &c.upsert,
+                        &c.sums,
                     ],
                 )
                 .await
@@ -527,7 +686,7 @@ impl Checkpointer for PostgresSaver {
             .prepare_cached(&self.sql.answer)
             .await
             .map_err(backend)?;
-        let c = write_columns(&writes.iter().collect::<Vec<_>>());
+        let c = write_columns(thread, ns, &cp, &writes.iter().collect::<Vec<_>>());
         let modes: Vec<&str> = writes
             .iter()
             .map(|w| match w.kind.mode() {
@@ -540,7 +699,7 @@ impl Checkpointer for PostgresSaver {
             .query_one(
                 &stmt,
                 &[
-                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &modes,
+                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &modes, &c.sums,
                 ],
             )
             .await
@@ -588,7 +747,12 @@ impl Checkpointer for PostgresSaver {
             .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let c = decode_checkpoint(thread, &row.try_get::<_, String>(0).map_err(backend)?)?;
+            let c = decode_checkpoint(
+                thread,
+                ns,
+                &row.try_get::<_, String>(0).map_err(backend)?,
+                row.try_get(1).map_err(backend)?,
+            )?;
             if filter.matches(&c) {
                 out.push(c);
             }
@@ -626,14 +790,23 @@ impl Checkpointer for PostgresSaver {
         let head = head.map(|h| parse_id(thread, "the head", &h)).transpose()?;
         let rows = tx
             .query(
-                &format!("SELECT record FROM {s}.hitl_checkpoints WHERE thread = $1 AND ns = ''"),
+                &format!(
+                    "SELECT record, sum FROM {s}.hitl_checkpoints WHERE thread = $1 AND ns = ''"
+                ),
                 &[&thread],
             )
             .await
             .map_err(backend)?;
         let all = rows
             .iter()
-            .map(|r| decode_checkpoint(thread, &r.try_get::<_, String>(0).map_err(backend)?))
+            .map(|r| {
+                decode_checkpoint(
+                    thread,
+                    "",
+                    &r.try_get::<_, String>(0).map_err(backend)?,
+                    r.try_get(1).map_err(backend)?,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let kept = prune_keep_set(&all, head, keep);
         let rows = tx
@@ -727,6 +900,8 @@ impl Checkpointer for PostgresSaver {
                 let head: String = row.try_get(1).map_err(backend)?;
                 let writes = decode_writes(
                     &thread,
+                    "",
+                    &head,
                     &row.try_get::<_, Option<String>>(2)
                         .map_err(backend)?
                         .unwrap_or_else(|| "[]".into()),

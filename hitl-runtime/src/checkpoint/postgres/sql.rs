@@ -22,7 +22,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3: run leases, one runner per thread; expiry in the database's clock.
     "CREATE TABLE {s}.hitl_leases (
          thread TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL);",
+    // 4: a checksum on every record, blob and pending write (filled in for the rows
+    // already there by the saver's setup).
+    "ALTER TABLE {s}.hitl_checkpoints ADD COLUMN sum BIGINT;
+     ALTER TABLE {s}.hitl_blobs ADD COLUMN sum BIGINT;
+     ALTER TABLE {s}.hitl_writes ADD COLUMN sum BIGINT;",
 ];
+
+/// The migration that adds checksums (its 1-based version).
+pub(super) const CHECKSUMS: usize = 4;
 
 /// The statements, with the schema filled in.
 pub(super) struct Sql {
@@ -48,17 +56,18 @@ impl Sql {
                         SELECT COALESCE($3::text,
                             (SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2)) AS id),
                     cp AS (
-                        SELECT c.id, c.record FROM {s}.hitl_checkpoints c, target t
+                        SELECT c.id, c.record, c.sum FROM {s}.hitl_checkpoints c, target t
                         WHERE c.thread = $1 AND c.ns = $2 AND c.id = t.id)
                     SELECT cp.id, cp.record,
-                      (SELECT COALESCE(json_agg(json_build_array(b.channel, b.version, b.kind, b.base, b.data)), '[]')::text
+                      (SELECT COALESCE(json_agg(json_build_array(b.channel, b.version, b.kind, b.base, b.data, b.sum)), '[]')::text
                          FROM {s}.hitl_blobs b, jsonb_array_elements(cp.record::jsonb->'channels') ch
                          WHERE cp.id IS DISTINCT FROM $4::text
                            AND b.thread = $1 AND b.ns = $2 AND b.channel = ch->>'c'
                            AND b.version BETWEEN COALESCE(ch->'d'->>'s', ch->>'v') AND ch->>'v'),
-                      (SELECT COALESCE(json_agg(json_build_array(w.task, w.idx, w.kind, w.value) ORDER BY w.task, w.idx), '[]')::text
+                      (SELECT COALESCE(json_agg(json_build_array(w.task, w.idx, w.kind, w.value, w.sum) ORDER BY w.task, w.idx), '[]')::text
                          FROM {s}.hitl_writes w
-                         WHERE w.thread = $1 AND w.ns = $2 AND w.checkpoint = cp.id)
+                         WHERE w.thread = $1 AND w.ns = $2 AND w.checkpoint = cp.id),
+                      cp.sum
                     FROM cp"),
             head: f("SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2"),
             put: f("WITH upd AS (
@@ -70,42 +79,42 @@ impl Sql {
                         ON CONFLICT DO NOTHING RETURNING 1),
                     ok AS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins),
                     c AS (
-                        INSERT INTO {s}.hitl_checkpoints (thread, ns, id, parent, record)
-                        SELECT $1, $2, $3, $5, $6 WHERE EXISTS (SELECT 1 FROM ok)),
+                        INSERT INTO {s}.hitl_checkpoints (thread, ns, id, parent, record, sum)
+                        SELECT $1, $2, $3, $5, $6, $17 WHERE EXISTS (SELECT 1 FROM ok)),
                     b AS (
-                        INSERT INTO {s}.hitl_blobs (thread, ns, channel, version, kind, base, data)
-                        SELECT $1, $2, u.channel, u.version, u.kind, u.base, u.data
-                        FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-                             AS u(channel, version, kind, base, data)
+                        INSERT INTO {s}.hitl_blobs (thread, ns, channel, version, kind, base, data, sum)
+                        SELECT $1, $2, u.channel, u.version, u.kind, u.base, u.data, u.sum
+                        FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $18::bigint[])
+                             AS u(channel, version, kind, base, data, sum)
                         WHERE EXISTS (SELECT 1 FROM ok)
                         ON CONFLICT DO NOTHING),
                     wd AS (
-                        SELECT * FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::bool[])
-                               AS u(task, idx, kind, value, upsert)
+                        SELECT * FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::bool[], $19::bigint[])
+                               AS u(task, idx, kind, value, upsert, sum)
                         WHERE EXISTS (SELECT 1 FROM ok)),
                     wi AS (
-                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                        SELECT $1, $2, $4, task, idx, kind, value FROM wd WHERE NOT upsert
+                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                        SELECT $1, $2, $4, task, idx, kind, value, sum FROM wd WHERE NOT upsert
                         ON CONFLICT DO NOTHING),
                     wu AS (
-                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                        SELECT $1, $2, $4, task, idx, kind, value FROM wd WHERE upsert
+                        INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                        SELECT $1, $2, $4, task, idx, kind, value, sum FROM wd WHERE upsert
                         ON CONFLICT (thread, ns, checkpoint, task, idx)
-                        DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
+                        DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value, sum = EXCLUDED.sum)
                     SELECT (SELECT count(*) FROM ok),
                            (SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2)"),
             writes: f("WITH data AS (
-                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::bool[])
-                                  AS u(task, idx, kind, value, upsert)),
+                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::bool[], $9::bigint[])
+                                  AS u(task, idx, kind, value, upsert, sum)),
                        ins AS (
-                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE NOT upsert
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                           SELECT $1, $2, $3, task, idx, kind, value, sum FROM data WHERE NOT upsert
                            ON CONFLICT DO NOTHING),
                        ups AS (
-                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE upsert
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                           SELECT $1, $2, $3, task, idx, kind, value, sum FROM data WHERE upsert
                            ON CONFLICT (thread, ns, checkpoint, task, idx)
-                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
+                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value, sum = EXCLUDED.sum)
                        SELECT 1"),
             // Answers: only on the head (locked until the statement commits), each slot
             // once. A taken slot fails the whole statement (no ON CONFLICT), so a
@@ -113,23 +122,23 @@ impl Sql {
             answer: f("WITH h AS (
                            SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2 FOR SHARE),
                        data AS (
-                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[])
-                                  AS u(task, idx, kind, value, mode)
+                           SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+                                  AS u(task, idx, kind, value, mode, sum)
                            WHERE EXISTS (SELECT 1 FROM h WHERE head = $3)),
                        ans AS (
-                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'answer'),
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                           SELECT $1, $2, $3, task, idx, kind, value, sum FROM data WHERE mode = 'answer'),
                        ins AS (
-                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'insert'
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                           SELECT $1, $2, $3, task, idx, kind, value, sum FROM data WHERE mode = 'insert'
                            ON CONFLICT DO NOTHING),
                        ups AS (
-                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value)
-                           SELECT $1, $2, $3, task, idx, kind, value FROM data WHERE mode = 'upsert'
+                           INSERT INTO {s}.hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                           SELECT $1, $2, $3, task, idx, kind, value, sum FROM data WHERE mode = 'upsert'
                            ON CONFLICT (thread, ns, checkpoint, task, idx)
-                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value)
+                           DO UPDATE SET kind = EXCLUDED.kind, value = EXCLUDED.value, sum = EXCLUDED.sum)
                        SELECT (SELECT head FROM h)"),
-            list: f("SELECT record FROM {s}.hitl_checkpoints
+            list: f("SELECT record, sum FROM {s}.hitl_checkpoints
                      WHERE thread = $1 AND ns = $2 AND ($3::text IS NULL OR id < $3)
                        AND ($4::text = '{}' OR COALESCE(record::jsonb->'metadata', '{}') @> $4::text::jsonb)
                      ORDER BY id DESC LIMIT $5"),
@@ -139,7 +148,7 @@ impl Sql {
                             d AS (DELETE FROM {s}.hitl_leases WHERE thread = $1)
                        DELETE FROM {s}.hitl_heads WHERE thread = $1"),
             inbox: f("SELECT h.thread, h.head,
-                        (SELECT json_agg(json_build_array(w.task, w.idx, w.kind, w.value))::text
+                        (SELECT json_agg(json_build_array(w.task, w.idx, w.kind, w.value, w.sum))::text
                            FROM {s}.hitl_writes w
                            WHERE w.thread = h.thread AND w.ns = '' AND w.checkpoint = h.head)
                       FROM {s}.hitl_heads h

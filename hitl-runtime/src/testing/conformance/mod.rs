@@ -31,9 +31,9 @@ pub use records::{
     pending_writes_idempotency, round_trip,
 };
 pub use threads::{
-    decode_failure_is_an_error, delete_thread, delta_channels_across_snapshots,
-    migrations_are_idempotent, pending_interrupt_inbox, prune_keeps_what_the_head_needs,
-    run_leases,
+    damage_to_stored_rows_is_detected, decode_failure_is_an_error, delete_thread,
+    delta_channels_across_snapshots, migrations_are_idempotent, pending_interrupt_inbox,
+    prune_keeps_what_the_head_needs, run_leases,
 };
 
 /// How the suite drives one backend.
@@ -52,6 +52,74 @@ pub trait Harness: Send + Sync {
     /// Overwrites the stored data of every blob of `channel` in `thread` (root
     /// namespace) with something that does not decode as that channel's value.
     async fn corrupt_blob(&self, saver: &Self::Saver, thread: &str, channel: &str);
+
+    /// Changes stored bytes of `thread` behind the saver's back, as a disk fault or a
+    /// hand edit would, keeping them decodable where it can; returns how many rows it
+    /// changed. A backend that stores no bytes (the in-memory saver keeps values)
+    /// returns `None`, and the damage checks do not apply to it.
+    async fn damage(&self, saver: &Self::Saver, thread: &str, damage: Damage) -> Option<u64> {
+        let _ = (saver, thread, damage);
+        None
+    }
+}
+
+/// A kind of damage to stored rows, for [`Harness::damage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A checkpoint record's `next` tasks removed (still valid JSON).
+    RecordNextRemoved,
+    /// A checkpoint record's channel renamed (still valid JSON).
+    RecordChannelRenamed,
+    /// A checkpoint record's step changed (still valid JSON).
+    RecordStepChanged,
+    /// A blob's data replaced by `[]` (still valid JSON).
+    BlobEmptied,
+    /// A blob's data replaced by another valid value.
+    BlobChanged,
+    /// A pending write's value replaced by another valid value.
+    WriteChanged,
+    /// A pending write's kind changed.
+    WriteKindChanged,
+}
+
+impl Damage {
+    /// Every kind.
+    pub const ALL: [Damage; 7] = [
+        Damage::RecordNextRemoved,
+        Damage::RecordChannelRenamed,
+        Damage::RecordStepChanged,
+        Damage::BlobEmptied,
+        Damage::BlobChanged,
+        Damage::WriteChanged,
+        Damage::WriteKindChanged,
+    ];
+
+    /// The SQL (`{s}.` before table names is the schema's prefix; `{t}` the thread)
+    /// both SQL savers' harnesses run for it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Damage::RecordNextRemoved => {
+                "UPDATE {s}hitl_checkpoints SET record = replace(record, '\"next\":', '\"nxt\":') WHERE thread = '{t}'"
+            }
+            Damage::RecordChannelRenamed => {
+                "UPDATE {s}hitl_checkpoints SET record = replace(record, '\"c\":\"lines\"', '\"c\":\"lynes\"') WHERE thread = '{t}'"
+            }
+            Damage::RecordStepChanged => {
+                "UPDATE {s}hitl_checkpoints SET record = replace(record, '\"step\":', '\"step\":1') WHERE thread = '{t}'"
+            }
+            Damage::BlobEmptied => "UPDATE {s}hitl_blobs SET data = '[]' WHERE thread = '{t}'",
+            Damage::BlobChanged => {
+                "UPDATE {s}hitl_blobs SET data = replace(data, 'line', 'LINE') WHERE thread = '{t}'"
+            }
+            Damage::WriteChanged => {
+                "UPDATE {s}hitl_writes SET value = replace(value, 'question', 'QUESTION') WHERE thread = '{t}'"
+            }
+            Damage::WriteKindChanged => {
+                "UPDATE {s}hitl_writes SET kind = 'error' WHERE thread = '{t}' AND kind = 'interrupt'"
+            }
+        }
+    }
 }
 
 /// The in-memory saver's harness.
@@ -177,6 +245,7 @@ macro_rules! checkpointer_conformance {
             prune_keeps_what_the_head_needs,
             pending_interrupt_inbox,
             run_leases,
+            damage_to_stored_rows_is_detected,
         );
     };
     (@tests $attrs:tt $harness:expr; $($name:ident),* $(,)?) => {

@@ -113,9 +113,13 @@ pub async fn decode_failure_is_an_error<H: Harness>(h: &H) {
     let _ = app.invoke(DocUpdate::default().title("t"), &cfg).await;
     h.corrupt_blob(&saver, "corrupt", "lines").await;
     let err = app.get_state(&cfg).await.unwrap_err();
+    // A saver that checksums its rows reports the damage before decoding.
     assert!(
-        matches!(err, RunError::Checkpoint(CheckpointError::Decode { .. })),
-        "expected a decode error, got {err}"
+        matches!(
+            err,
+            RunError::Checkpoint(CheckpointError::Decode { .. } | CheckpointError::Corrupt { .. })
+        ),
+        "expected a decode or corruption error, got {err}"
     );
     assert!(
         err.to_string()
@@ -124,7 +128,10 @@ pub async fn decode_failure_is_an_error<H: Harness>(h: &H) {
     );
     let err = app.invoke(None, &cfg).await.unwrap_err();
     assert!(
-        matches!(err, RunError::Checkpoint(CheckpointError::Decode { .. })),
+        matches!(
+            err,
+            RunError::Checkpoint(CheckpointError::Decode { .. } | CheckpointError::Corrupt { .. })
+        ),
         "{err}"
     );
 }
@@ -255,4 +262,51 @@ pub async fn run_leases<H: Harness>(h: &H) {
     // Deleting a thread deletes its lease.
     saver.delete_thread("x").await.unwrap();
     assert_eq!(saver.acquire_lease("x", "c", long).await.unwrap(), None);
+}
+
+async fn ask(_: Arc<Doc>, cx: NodeContext) -> Result<DocUpdate, crate::NodeError> {
+    let _: serde_json::Value = cx.interrupt(json!({"question": "keep going?"})).await?;
+    Ok(DocUpdate::default().title("asked".to_owned()))
+}
+
+/// Every kind of damage to stored rows (records, blobs, pending writes), including
+/// changes that still decode, is an error when the thread is read: never a default,
+/// never a silent success.
+pub async fn damage_to_stored_rows_is_detected<H: Harness>(h: &H) {
+    let mut silent = Vec::new();
+    for damage in super::Damage::ALL {
+        let saver = h.fresh().await;
+        let mut g = StateGraph::<Doc>::new();
+        let write_line = g.add_node("write", |s: Arc<Doc>, _: NodeContext| async move {
+            Ok(DocUpdate::default().lines(vec![format!("line {}", s.lines.len())]))
+        });
+        let ask = g.add_node("ask", ask);
+        g.add_edge(START, write_line);
+        g.add_edge(write_line, ask);
+        g.add_edge(ask, crate::END);
+        let app = g
+            .compile()
+            .checkpointer(saver.clone())
+            .state_cache(0)
+            .build()
+            .expect("valid graph");
+        let cfg = RunConfig::thread("damaged");
+        let out = app.invoke(Doc::default(), &cfg).await.unwrap();
+        assert!(out.is_interrupted());
+        assert!(saver.get("damaged", "", None, None).await.is_ok());
+        let Some(changed) = h.damage(&saver, "damaged", damage).await else {
+            return; // this backend stores no bytes to damage
+        };
+        assert!(changed > 0, "{damage:?} changed no row");
+        match saver.get("damaged", "", None, None).await {
+            Err(CheckpointError::Corrupt { .. } | CheckpointError::Decode { .. }) => {}
+            Err(other) => panic!("{damage:?}: an unexpected error: {other}"),
+            Ok(_) => silent.push(damage),
+        }
+        assert!(
+            app.get_state(&cfg).await.is_err(),
+            "{damage:?}: get_state read damaged data"
+        );
+    }
+    assert!(silent.is_empty(), "damage read back silently: {silent:?}");
 }
