@@ -77,3 +77,7 @@ impl<M: crate::state::MessageLike> MessagesChannel for Vec<M> {}
 
 /// Fails to compile unless `T` can be a `messages` channel.
 pub const fn assert_messages_channel<T: MessagesChannel>() {}
+
+/// The OpenAI-compatible client's parsers, for fuzzing.
+#[cfg(feature = "openai")]
+pub use crate::agent::openai_parsers::{fold_sse, read_completion};

@@ -47,6 +47,10 @@ pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use openai::OpenAiModel;
+#[cfg(feature = "openai")]
+pub(crate) mod openai_parsers {
+    pub use super::openai::{fold_sse, read_completion};
+}
 pub use retry::{Backoff, InvalidBackoff, ModelRetry, ToolRetry};
 
 use crate::checkpoint::Checkpointer;

@@ -337,6 +337,171 @@ fn wire_message(message: &Message) -> Value {
     }
 }
 
+/// Folds the events of a chat-completions stream into one answer: text appended,
+/// each tool call's id and name taken once, its arguments appended.
+#[derive(Default)]
+struct StreamFold {
+    id: Option<String>,
+    model: Option<String>,
+    finish: Option<String>,
+    usage: Option<Value>,
+    text: String,
+    calls: BTreeMap<usize, RawCall>,
+    received: usize,
+    done: bool,
+}
+
+impl StreamFold {
+    /// One event's data.
+    fn event(
+        &mut self,
+        data: &str,
+        on_chunk: &(dyn Fn(MessageChunk) + Send + Sync),
+    ) -> Result<(), ModelError> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        self.received += 1;
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| {
+            ModelError::InvalidResponse(format!("unreadable stream chunk ({e}): {data}"))
+        })?;
+        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
+            return Err(ModelError::InvalidResponse(format!(
+                "the server reported an error in the stream: {error}"
+            )));
+        }
+        self.id = self.id.take().or(chunk.id);
+        self.model = self.model.take().or(chunk.model);
+        self.usage = chunk.usage.or(self.usage.take());
+        for choice in chunk.choices {
+            self.finish = choice.finish_reason.or(self.finish.take());
+            let content = choice.delta.content.unwrap_or_default();
+            let mut pieces = Vec::new();
+            for (position, call) in choice.delta.tool_calls.into_iter().enumerate() {
+                let index = call.index.unwrap_or(position);
+                let entry = self.calls.entry(index).or_default();
+                // The id and the name are taken once: some servers repeat them in
+                // every chunk (llama-cpp-python), OpenAI sends them in the first.
+                let call_id = call.id.filter(|i| !i.is_empty() && entry.id.is_none());
+                if call_id.is_some() {
+                    entry.id.clone_from(&call_id);
+                }
+                let name = call
+                    .function
+                    .name
+                    .filter(|n| !n.is_empty() && entry.name.is_empty());
+                if let Some(n) = &name {
+                    entry.name.clone_from(n);
+                }
+                let args = arguments_text(call.function.arguments);
+                entry.arguments.push_str(&args);
+                if call_id.is_some() || name.is_some() || !args.is_empty() {
+                    pieces.push(ToolCallChunk {
+                        index,
+                        id: call_id,
+                        name,
+                        args,
+                    });
+                }
+            }
+            if !content.is_empty() || !pieces.is_empty() {
+                self.text.push_str(&content);
+                on_chunk(MessageChunk {
+                    id: self.id.clone(),
+                    content,
+                    tool_call_chunks: pieces,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer, once the stream ended.
+    fn finish(self) -> Result<AssistantMessage, ModelError> {
+        if !self.done {
+            return Err(ModelError::InvalidResponse(if self.received == 0 {
+                "the server sent an empty stream (no events and no `data: [DONE]`); it may not \
+                 support streaming this request (llama-cpp-python does not stream with \
+                 `tool_choice: \"auto\"`): call the model without streaming or change the tool choice"
+                    .into()
+            } else {
+                format!(
+                    "the stream ended after {} events without `data: [DONE]`, so the \
+                     answer may be incomplete (the connection was cut or the server stopped); retry",
+                    self.received
+                )
+            }));
+        }
+        let (tool_calls, invalid_tool_calls) =
+            parse_calls(self.calls.into_values(), self.finish.as_deref())?;
+        Ok(AssistantMessage {
+            content: Content::Text(self.text),
+            id: self.id,
+            tool_calls,
+            invalid_tool_calls,
+            response_metadata: metadata(self.model, self.finish),
+            usage_metadata: self.usage,
+            ..Default::default()
+        })
+    }
+}
+
+impl Completion {
+    /// The answer of a whole (non-streamed) response.
+    fn into_message(self) -> Result<AssistantMessage, ModelError> {
+        let Some(choice) = self.choices.into_iter().next() else {
+            return Err(ModelError::InvalidResponse(
+                "the response has no choices".into(),
+            ));
+        };
+        let calls = choice.message.tool_calls.into_iter().map(|c| RawCall {
+            id: c.id,
+            name: c.function.name.unwrap_or_default(),
+            arguments: arguments_text(c.function.arguments),
+        });
+        let (tool_calls, invalid_tool_calls) = parse_calls(calls, choice.finish_reason.as_deref())?;
+        Ok(AssistantMessage {
+            content: Content::Text(choice.message.content.unwrap_or_default()),
+            id: self.id,
+            tool_calls,
+            invalid_tool_calls,
+            response_metadata: metadata(self.model, choice.finish_reason),
+            usage_metadata: self.usage,
+            ..Default::default()
+        })
+    }
+}
+
+/// Reads a whole server-sent-events body as a chat-completions stream, as
+/// [`OpenAiModel`] does when it streams (for fuzzing the parser; not public API).
+#[doc(hidden)]
+pub async fn fold_sse(body: Vec<u8>) -> Result<AssistantMessage, ModelError> {
+    use eventsource_stream::Eventsource;
+
+    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(body)]);
+    let mut events = chunks.eventsource();
+    let mut fold = StreamFold::default();
+    while !fold.done {
+        let Some(event) = events.next().await else {
+            break;
+        };
+        let event = event
+            .map_err(|e| ModelError::InvalidResponse(format!("broken event stream: {e}")))?;
+        fold.event(&event.data, &|_| {})?;
+    }
+    fold.finish()
+}
+
+/// Reads a whole (non-streamed) chat-completions response body (for fuzzing; not
+/// public API).
+#[doc(hidden)]
+pub fn read_completion(body: &[u8]) -> Result<AssistantMessage, ModelError> {
+    let completion: Completion = serde_json::from_slice(body)
+        .map_err(|e| ModelError::InvalidResponse(format!("unreadable completion: {e}")))?;
+    completion.into_message()
+}
+
 /// Reads `null` as the default (servers send `"tool_calls": null`, `"choices": null`, ...).
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -494,26 +659,7 @@ impl ChatModel for OpenAiModel {
     async fn invoke(&self, request: &ModelRequest<'_>) -> Result<AssistantMessage, ModelError> {
         let response = self.send(&self.body(request, false)?).await?;
         let completion: Completion = response.json().await.map_err(|e| self.map_err(e))?;
-        let Some(choice) = completion.choices.into_iter().next() else {
-            return Err(ModelError::InvalidResponse(
-                "the response has no choices".into(),
-            ));
-        };
-        let calls = choice.message.tool_calls.into_iter().map(|c| RawCall {
-            id: c.id,
-            name: c.function.name.unwrap_or_default(),
-            arguments: arguments_text(c.function.arguments),
-        });
-        let (tool_calls, invalid_tool_calls) = parse_calls(calls, choice.finish_reason.as_deref())?;
-        Ok(AssistantMessage {
-            content: Content::Text(choice.message.content.unwrap_or_default()),
-            id: completion.id,
-            tool_calls,
-            invalid_tool_calls,
-            response_metadata: metadata(completion.model, choice.finish_reason),
-            usage_metadata: completion.usage,
-            ..Default::default()
-        })
+        completion.into_message()
     }
 
     async fn stream(
@@ -525,105 +671,18 @@ impl ChatModel for OpenAiModel {
 
         let response = self.send(&self.body(request, true)?).await?;
         let mut events = response.bytes_stream().eventsource();
-        let mut id = None;
-        let mut model = None;
-        let mut finish = None;
-        let mut usage = None;
-        let mut text = String::new();
-        let mut calls: BTreeMap<usize, RawCall> = BTreeMap::new();
-        let mut received = 0usize;
-        let mut done = false;
+        let mut fold = StreamFold::default();
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
+        while !fold.done {
             let next = tokio::time::timeout_at(deadline, events.next())
                 .await
                 .map_err(|_| ModelError::Timeout(self.timeout))?;
             let Some(event) = next else { break };
             let event = event
                 .map_err(|e| ModelError::InvalidResponse(format!("broken event stream: {e}")))?;
-            if event.data.trim() == "[DONE]" {
-                done = true;
-                break;
-            }
-            received += 1;
-            let chunk: StreamChunk = serde_json::from_str(&event.data).map_err(|e| {
-                ModelError::InvalidResponse(format!(
-                    "unreadable stream chunk ({e}): {}",
-                    event.data
-                ))
-            })?;
-            if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
-                return Err(ModelError::InvalidResponse(format!(
-                    "the server reported an error in the stream: {error}"
-                )));
-            }
-            id = id.or(chunk.id);
-            model = model.or(chunk.model);
-            usage = chunk.usage.or(usage);
-            for choice in chunk.choices {
-                finish = choice.finish_reason.or(finish);
-                let content = choice.delta.content.unwrap_or_default();
-                let mut pieces = Vec::new();
-                for (position, call) in choice.delta.tool_calls.into_iter().enumerate() {
-                    let index = call.index.unwrap_or(position);
-                    let entry = calls.entry(index).or_default();
-                    // The id and the name are taken once: some servers repeat them in
-                    // every chunk (llama-cpp-python), OpenAI sends them in the first.
-                    let call_id = call.id.filter(|i| !i.is_empty() && entry.id.is_none());
-                    if call_id.is_some() {
-                        entry.id.clone_from(&call_id);
-                    }
-                    let name = call
-                        .function
-                        .name
-                        .filter(|n| !n.is_empty() && entry.name.is_empty());
-                    if let Some(n) = &name {
-                        entry.name.clone_from(n);
-                    }
-                    let args = arguments_text(call.function.arguments);
-                    entry.arguments.push_str(&args);
-                    if call_id.is_some() || name.is_some() || !args.is_empty() {
-                        pieces.push(ToolCallChunk {
-                            index,
-                            id: call_id,
-                            name,
-                            args,
-                        });
-                    }
-                }
-                if !content.is_empty() || !pieces.is_empty() {
-                    text.push_str(&content);
-                    on_chunk(MessageChunk {
-                        id: id.clone(),
-                        content,
-                        tool_call_chunks: pieces,
-                    });
-                }
-            }
+            fold.event(&event.data, on_chunk)?;
         }
-        if !done {
-            return Err(ModelError::InvalidResponse(if received == 0 {
-                "the server sent an empty stream (no events and no `data: [DONE]`); it may not \
-                 support streaming this request (llama-cpp-python does not stream with \
-                 `tool_choice: \"auto\"`): call the model without streaming or change the tool choice"
-                    .into()
-            } else {
-                format!(
-                    "the stream ended after {received} events without `data: [DONE]`, so the \
-                     answer may be incomplete (the connection was cut or the server stopped); retry"
-                )
-            }));
-        }
-        let (tool_calls, invalid_tool_calls) = parse_calls(calls.into_values(), finish.as_deref())?;
-        Ok(AssistantMessage {
-            content: Content::Text(text),
-            id,
-            tool_calls,
-            invalid_tool_calls,
-            response_metadata: metadata(model, finish),
-            usage_metadata: usage,
-            ..Default::default()
-        })
+        fold.finish()
     }
 
     fn name(&self) -> &str {
