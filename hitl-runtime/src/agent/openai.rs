@@ -486,8 +486,8 @@ pub async fn fold_sse(body: Vec<u8>) -> Result<AssistantMessage, ModelError> {
         let Some(event) = events.next().await else {
             break;
         };
-        let event = event
-            .map_err(|e| ModelError::InvalidResponse(format!("broken event stream: {e}")))?;
+        let event =
+            event.map_err(|e| ModelError::InvalidResponse(format!("broken event stream: {e}")))?;
         fold.event(&event.data, &|_| {})?;
     }
     fold.finish()

@@ -478,6 +478,7 @@ impl Checkpointer for SqliteSaver {
         have: Option<CheckpointId>,
     ) -> Result<Option<StoredCheckpoint>, CheckpointError> {
         let conn = self.lock();
+        let asked_head = id.is_none();
         let Some(id) = (match id {
             Some(id) => Some(id),
             None => head_of(&conn, thread, ns)?,
@@ -494,6 +495,14 @@ impl Checkpointer for SqliteSaver {
             .optional()
             .map_err(backend)?;
         let Some((record, sum)) = record else {
+            if asked_head {
+                return Err(CheckpointError::corrupt(
+                    thread,
+                    format!(
+                        "the head of namespace `{ns}` names checkpoint {id}, which is not stored"
+                    ),
+                ));
+            }
             return Ok(None);
         };
         let checkpoint = decode_checkpoint(thread, ns, &record, sum)?;

@@ -511,16 +511,29 @@ impl Checkpointer for PostgresSaver {
             .prepare_cached(&self.sql.get)
             .await
             .map_err(backend)?;
-        let id = id.map(|i| i.to_string());
+        let asked = id.map(|i| i.to_string());
         let have = have.map(|i| i.to_string());
         let Some(row) = client
-            .query_opt(&stmt, &[&thread, &ns, &id, &have])
+            .query_opt(&stmt, &[&thread, &ns, &asked, &have])
             .await
             .map_err(backend)?
         else {
             return Ok(None);
         };
-        let id: String = row.try_get(0).map_err(backend)?;
+        let Some(id): Option<String> = row.try_get(0).map_err(backend)? else {
+            // No such checkpoint. Asked for the head: a head that names a checkpoint
+            // that is not there is damage, not a missing thread.
+            let target: Option<String> = row.try_get(5).map_err(backend)?;
+            return match (asked.is_none(), target) {
+                (true, Some(head)) => Err(CheckpointError::corrupt(
+                    thread,
+                    format!(
+                        "the head of namespace `{ns}` names checkpoint `{head}`, which is not stored"
+                    ),
+                )),
+                _ => Ok(None),
+            };
+        };
         let record: String = row.try_get(1).map_err(backend)?;
         let blobs: String = row.try_get(2).map_err(backend)?;
         let writes: String = row.try_get(3).map_err(backend)?;

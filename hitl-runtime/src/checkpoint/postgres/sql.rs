@@ -67,8 +67,8 @@ impl Sql {
                       (SELECT COALESCE(json_agg(json_build_array(w.task, w.idx, w.kind, w.value, w.sum) ORDER BY w.task, w.idx), '[]')::text
                          FROM {s}.hitl_writes w
                          WHERE w.thread = $1 AND w.ns = $2 AND w.checkpoint = cp.id),
-                      cp.sum
-                    FROM cp"),
+                      cp.sum, (SELECT id FROM target)
+                    FROM (SELECT 1) AS one LEFT JOIN cp ON true"),
             head: f("SELECT head FROM {s}.hitl_heads WHERE thread = $1 AND ns = $2"),
             put: f("WITH upd AS (
                         UPDATE {s}.hitl_heads SET head = $3

@@ -81,11 +81,13 @@ pub enum Damage {
     WriteChanged,
     /// A pending write's kind changed.
     WriteKindChanged,
+    /// The thread's head replaced by something that is not a checkpoint id.
+    HeadGarbled,
 }
 
 impl Damage {
     /// Every kind.
-    pub const ALL: [Damage; 7] = [
+    pub const ALL: [Damage; 8] = [
         Damage::RecordNextRemoved,
         Damage::RecordChannelRenamed,
         Damage::RecordStepChanged,
@@ -93,6 +95,7 @@ impl Damage {
         Damage::BlobChanged,
         Damage::WriteChanged,
         Damage::WriteKindChanged,
+        Damage::HeadGarbled,
     ];
 
     /// The SQL (`{s}.` before table names is the schema's prefix; `{t}` the thread)
@@ -117,6 +120,9 @@ impl Damage {
             }
             Damage::WriteKindChanged => {
                 "UPDATE {s}hitl_writes SET kind = 'error' WHERE thread = '{t}' AND kind = 'interrupt'"
+            }
+            Damage::HeadGarbled => {
+                "UPDATE {s}hitl_heads SET head = 'not-a-checkpoint' WHERE thread = '{t}'"
             }
         }
     }
