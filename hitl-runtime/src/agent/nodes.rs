@@ -182,7 +182,28 @@ pub(super) async fn run_model(
     };
     let mut ai = next.run(request).await?;
     let answers = screen(&mut ai, &state.messages, &shared.tools);
-    let depth = crate::json_depth(&serde_json::to_value(&ai).map_err(NodeError::from)?);
+    // The deepest value of the answer (storage adds a few levels around it, well within
+    // what it can read back).
+    let depth = [
+        ai.response_metadata
+            .values()
+            .map(crate::json_depth)
+            .max()
+            .unwrap_or(0),
+        ai.usage_metadata.as_ref().map_or(0, crate::json_depth),
+        ai.tool_calls
+            .iter()
+            .map(|c| crate::json_depth(&c.args))
+            .max()
+            .unwrap_or(0),
+        match &ai.content {
+            Content::Blocks(blocks) => blocks.iter().map(crate::json_depth).max().unwrap_or(0),
+            _ => 0,
+        },
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
     if depth > crate::MAX_JSON_DEPTH {
         return Err(NodeError::msg(format!(
             "the model's answer nests {depth} levels deep; at most {} are accepted",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{HitlRequest, ToolApprovalRequest};
+use super::ToolApprovalRequest;
 use crate::interrupt::ResumeKind;
 use crate::policy::DecisionType;
 use crate::tool::{ToolError, ToolSet};
@@ -334,8 +334,28 @@ pub(super) fn validate_batched(
     payload: &Value,
     value: &Value,
 ) -> Result<(), Vec<String>> {
-    let request = HitlRequest::deserialize(payload)
+    // The configs' names and decisions, typed and borrowed from the payload; their
+    // argument schemas are read in place (they can be large: no copy per resume).
+    #[derive(Deserialize)]
+    struct Configs<'a> {
+        #[serde(borrow)]
+        review_configs: Vec<Config<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Config<'a> {
+        #[serde(borrow)]
+        action_name: std::borrow::Cow<'a, str>,
+        allowed_decisions: Vec<DecisionType>,
+    }
+    let request = Configs::deserialize(payload)
         .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
+    let schema_of = |i: usize| {
+        payload
+            .get("review_configs")
+            .and_then(|c| c.get(i))
+            .and_then(|c| c.get("args_schema"))
+            .filter(|s| !s.is_null())
+    };
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
     let Some(obj) = value.as_object() else {
         return Err(vec![format!("{shape}, got {value}")]);
@@ -368,7 +388,7 @@ pub(super) fn validate_batched(
             decision,
             &config.action_name,
             &config.allowed_decisions,
-            config.args_schema.as_deref(),
+            schema_of(i),
         ));
     }
     if problems.is_empty() {
