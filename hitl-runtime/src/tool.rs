@@ -181,6 +181,10 @@ impl<T: Tool> DynTool for Typed<T> {
 
     fn check_args(&self, args: &Value) -> Result<(), ToolError> {
         plumbing::check_depth(T::NAME, args)?;
+        // The plain decoder first (no path tracking); on failure, again for the path.
+        if T::Args::deserialize(args).is_ok() {
+            return Ok(());
+        }
         plumbing::decoded::<T::Args>(T::NAME, serde_path_to_error::deserialize(args)).map(drop)
     }
 }

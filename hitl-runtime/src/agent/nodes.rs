@@ -240,19 +240,21 @@ fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Ve
     {
         ai.id = Some(uuid::Uuid::now_v7().to_string());
     }
-    let mut used_calls: HashSet<String> = history
-        .iter()
-        .flat_map(|m| match m {
-            Message::Assistant(a) => a
-                .tool_calls
-                .iter()
-                .filter_map(|c| c.id.clone())
-                .chain(a.invalid_tool_calls.iter().filter_map(|c| c.id.clone()))
-                .collect::<Vec<_>>(),
-            Message::Tool(t) => vec![t.tool_call_id.clone()],
-            _ => Vec::new(),
-        })
-        .collect();
+    let mut used_calls: HashSet<&str> = HashSet::new();
+    for m in history {
+        match m {
+            Message::Assistant(a) => {
+                used_calls.extend(a.tool_calls.iter().filter_map(|c| c.id.as_deref()));
+                used_calls.extend(a.invalid_tool_calls.iter().filter_map(|c| c.id.as_deref()));
+            }
+            Message::Tool(t) => {
+                used_calls.insert(&t.tool_call_id);
+            }
+            _ => {}
+        }
+    }
+    // Ids given in this turn so far (fresh ones never collide).
+    let mut this_turn: Vec<String> = Vec::new();
     let ids = ai
         .tool_calls
         .iter_mut()
@@ -260,10 +262,15 @@ fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Ve
         .chain(ai.invalid_tool_calls.iter_mut().map(|c| &mut c.id));
     for id in ids {
         match id.as_deref() {
-            Some(given) if !given.is_empty() && !used_calls.contains(given) => {}
+            Some(given)
+                if !given.is_empty()
+                    && !used_calls.contains(given)
+                    && !this_turn.iter().any(|t| t == given) =>
+            {
+                this_turn.push(given.to_owned());
+            }
             _ => *id = Some(fresh_call_id()),
         }
-        used_calls.insert(id.clone().unwrap_or_default());
     }
     let mut answers = Vec::new();
     // Arguments too deep to store and read back are kept as text, as an invalid call.
