@@ -198,7 +198,7 @@ pub(super) async fn run_model(
             .unwrap_or(0),
         match &ai.content {
             Content::Blocks(blocks) => blocks.iter().map(crate::json_depth).max().unwrap_or(0),
-            _ => 0,
+            Content::Text(_) => 0,
         },
     ]
     .into_iter()
