@@ -232,44 +232,55 @@ pub(super) async fn run_model(
 /// Returns the answers, in call order.
 fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Vec<Message> {
     let fresh_call_id = || format!("call_{}", uuid::Uuid::now_v7().simple());
-    let used_messages: HashSet<&str> = history.iter().filter_map(Message::id).collect();
-    if ai
-        .id
-        .as_deref()
-        .is_none_or(|id| id.is_empty() || used_messages.contains(id))
-    {
-        ai.id = Some(uuid::Uuid::now_v7().to_string());
-    }
-    let mut used_calls: HashSet<&str> = HashSet::new();
+    // One pass over the history, no hashing and no copies: the ids of this turn are
+    // few, and string comparisons stop at the first differing length or byte, so a
+    // long conversation is scanned at memory speed (as the messages reducer does).
+    let given: Vec<Option<&str>> = ai
+        .tool_calls
+        .iter()
+        .map(|c| c.id.as_deref())
+        .chain(ai.invalid_tool_calls.iter().map(|c| c.id.as_deref()))
+        .collect();
+    let mut call_used = vec![false; given.len()];
+    let mut message_used = false;
+    let mut mark = |id: &str| {
+        for (used, g) in call_used.iter_mut().zip(&given) {
+            *used |= *g == Some(id);
+        }
+    };
     for m in history {
+        message_used |= m.id().is_some() && m.id() == ai.id.as_deref();
         match m {
             Message::Assistant(a) => {
-                used_calls.extend(a.tool_calls.iter().filter_map(|c| c.id.as_deref()));
-                used_calls.extend(a.invalid_tool_calls.iter().filter_map(|c| c.id.as_deref()));
+                a.tool_calls
+                    .iter()
+                    .filter_map(|c| c.id.as_deref())
+                    .for_each(&mut mark);
+                a.invalid_tool_calls
+                    .iter()
+                    .filter_map(|c| c.id.as_deref())
+                    .for_each(&mut mark);
             }
-            Message::Tool(t) => {
-                used_calls.insert(&t.tool_call_id);
-            }
+            Message::Tool(t) => mark(&t.tool_call_id),
             _ => {}
         }
     }
-    // Ids given in this turn so far (fresh ones never collide).
-    let mut this_turn: Vec<String> = Vec::new();
+    // Earlier in this turn.
+    for i in 0..given.len() {
+        call_used[i] |= given[..i].iter().any(|g| g.is_some() && *g == given[i]);
+    }
+    drop(given);
+    if message_used || ai.id.as_deref().is_none_or(str::is_empty) {
+        ai.id = Some(uuid::Uuid::now_v7().to_string());
+    }
     let ids = ai
         .tool_calls
         .iter_mut()
         .map(|c| &mut c.id)
         .chain(ai.invalid_tool_calls.iter_mut().map(|c| &mut c.id));
-    for id in ids {
-        match id.as_deref() {
-            Some(given)
-                if !given.is_empty()
-                    && !used_calls.contains(given)
-                    && !this_turn.iter().any(|t| t == given) =>
-            {
-                this_turn.push(given.to_owned());
-            }
-            _ => *id = Some(fresh_call_id()),
+    for (id, used) in ids.zip(call_used) {
+        if used || id.as_deref().is_none_or(str::is_empty) {
+            *id = Some(fresh_call_id());
         }
     }
     let mut answers = Vec::new();
