@@ -11,6 +11,7 @@ mod cache;
 mod commit;
 mod compiled;
 mod input;
+mod io;
 mod lease;
 mod output;
 mod resume;

@@ -1,5 +1,9 @@
 //! The Postgres checkpointer (feature `postgres`): for production, many workers.
 
+mod builder;
+mod failure;
+mod rows;
+mod schema;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
@@ -14,15 +18,16 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::rows::{
-    blob_row, blob_sum, decode_checkpoint, inbox, parse_id, record_sum, write_row, write_sum,
-};
+use super::rows::{blob_sum, decode_checkpoint, inbox, parse_id, record_sum};
 use super::{
-    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
-    PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
+    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread, PendingWrite,
+    Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
 };
-use crate::error::{BoxError, CheckpointError};
+use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
+pub use builder::PostgresSaverBuilder;
+use failure::backend;
+use rows::{decode_blobs, decode_writes, write_columns};
 use sql::{MIGRATIONS, Sql};
 
 /// When writes reach the disk.
@@ -66,199 +71,6 @@ impl fmt::Debug for PostgresSaver {
             .field("schema", &self.schema)
             .field("durability", &self.durability)
             .finish_non_exhaustive()
-    }
-}
-
-fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> CheckpointError {
-    let db = (&e as &dyn std::any::Any)
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::as_db_error);
-    let message = match db {
-        Some(db) => {
-            let mut m = format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
-            if let Some(detail) = db.detail() {
-                m.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                m.push_str(&format!("; hint: {hint}"));
-            }
-            m
-        }
-        // A column of an unexpected type, a lost connection...: the error's text and
-        // its causes.
-        None => {
-            let mut m = e.to_string();
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                m.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            m
-        }
-    };
-    CheckpointError::Backend(Box::new(PgFailure {
-        message,
-        source: Box::new(e),
-    }))
-}
-
-/// Computes the checksum of every row stored before checksums existed.
-async fn backfill_checksums(
-    tx: &deadpool_postgres::Transaction<'_>,
-    s: &str,
-) -> Result<(), CheckpointError> {
-    for row in tx
-        .query(
-            &format!("SELECT thread, ns, id, record FROM {s}.hitl_checkpoints"),
-            &[],
-        )
-        .await
-        .map_err(backend)?
-    {
-        let (thread, ns, id, record): (String, String, String, String) = (
-            row.try_get(0).map_err(backend)?,
-            row.try_get(1).map_err(backend)?,
-            row.try_get(2).map_err(backend)?,
-            row.try_get(3).map_err(backend)?,
-        );
-        tx.execute(
-            &format!(
-                "UPDATE {s}.hitl_checkpoints SET sum = $4 WHERE thread = $1 AND ns = $2 AND id = $3"
-            ),
-            &[&thread, &ns, &id, &record_sum(&thread, &ns, &record)],
-        )
-        .await
-        .map_err(backend)?;
-    }
-    for row in tx
-        .query(
-            &format!("SELECT thread, ns, channel, version, kind, base, data FROM {s}.hitl_blobs"),
-            &[],
-        )
-        .await
-        .map_err(backend)?
-    {
-        let (thread, ns, channel, version, kind): (String, String, String, String, String) = (
-            row.try_get(0).map_err(backend)?,
-            row.try_get(1).map_err(backend)?,
-            row.try_get(2).map_err(backend)?,
-            row.try_get(3).map_err(backend)?,
-            row.try_get(4).map_err(backend)?,
-        );
-        let base: Option<String> = row.try_get(5).map_err(backend)?;
-        let data: String = row.try_get(6).map_err(backend)?;
-        let sum = blob_sum(
-            &thread,
-            &ns,
-            &channel,
-            &version,
-            &kind,
-            base.as_deref(),
-            &data,
-        );
-        tx.execute(
-            &format!("UPDATE {s}.hitl_blobs SET sum = $5 WHERE thread = $1 AND ns = $2 AND channel = $3 AND version = $4"),
-            &[&thread, &ns, &channel, &version, &sum],
-        )
-        .await
-        .map_err(backend)?;
-    }
-    for row in tx
-        .query(
-            &format!("SELECT thread, ns, checkpoint, task, idx, kind, value FROM {s}.hitl_writes"),
-            &[],
-        )
-        .await
-        .map_err(backend)?
-    {
-        let (thread, ns, checkpoint, task): (String, String, String, String) = (
-            row.try_get(0).map_err(backend)?,
-            row.try_get(1).map_err(backend)?,
-            row.try_get(2).map_err(backend)?,
-            row.try_get(3).map_err(backend)?,
-        );
-        let idx: i32 = row.try_get(4).map_err(backend)?;
-        let kind: String = row.try_get(5).map_err(backend)?;
-        let value: String = row.try_get(6).map_err(backend)?;
-        let sum = write_sum(&thread, &ns, &checkpoint, &task, idx, &kind, &value);
-        tx.execute(
-            &format!("UPDATE {s}.hitl_writes SET sum = $6 WHERE thread = $1 AND ns = $2 AND checkpoint = $3 AND task = $4 AND idx = $5"),
-            &[&thread, &ns, &checkpoint, &task, &idx, &sum],
-        )
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// A Postgres failure, with the server's message in its text (tokio-postgres says only
-/// "db error" and keeps the rest in its source).
-#[derive(Debug)]
-struct PgFailure {
-    message: String,
-    source: BoxError,
-}
-
-impl fmt::Display for PgFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PgFailure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-/// Builds a [`PostgresSaver`].
-#[derive(Debug, Clone)]
-pub struct PostgresSaverBuilder {
-    url: String,
-    schema: String,
-    pool_size: usize,
-    durability: PgDurability,
-}
-
-impl PostgresSaverBuilder {
-    /// The schema the tables live in (default `public`; created if missing).
-    pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = schema.into();
-        self
-    }
-
-    /// The most connections the pool opens (default 8).
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size;
-        self
-    }
-
-    /// When writes reach the disk (default [`PgDurability::RunEnd`]).
-    pub fn durability(mut self, durability: PgDurability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// Connects and runs the migrations.
-    pub async fn connect(self) -> Result<PostgresSaver, CheckpointError> {
-        let mut config = tokio_postgres::Config::from_str(&self.url).map_err(backend)?;
-        if self.durability == PgDurability::RunEnd {
-            config.options("-c synchronous_commit=off");
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(self.pool_size)
-            .build()
-            .map_err(backend)?;
-        let saver = PostgresSaver::from_pool(pool, &self.schema, self.durability)?;
-        saver.setup().await?;
-        Ok(saver)
     }
 }
 
@@ -330,171 +142,11 @@ impl PostgresSaver {
         self.pool.get().await.map_err(backend)
     }
 
-    /// Creates the schema and tables, applying any missing migration. Idempotent,
-    /// and safe when several processes run it at once (an advisory lock serializes
-    /// them).
-    pub async fn setup(&self) -> Result<(), CheckpointError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('hitl-migrations:' || $1))",
-            &[&&*self.schema],
-        )
-        .await
-        .map_err(backend)?;
-        let s = &self.schema;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {s}.hitl_schema_migrations (
-                 version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        ))
-        .await
-        .map_err(backend)?;
-        let current: i64 = tx
-            .query_one(
-                &format!("SELECT COALESCE(MAX(version), 0) FROM {s}.hitl_schema_migrations"),
-                &[],
-            )
-            .await
-            .map_err(backend)?
-            .try_get(0)
-            .map_err(backend)?;
-        let supported = MIGRATIONS.len() as i64;
-        if current > supported {
-            // Release the advisory lock now, not whenever the pool drops the connection.
-            tx.rollback().await.map_err(backend)?;
-            return Err(CheckpointError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            tx.batch_execute(&sql.replace("{s}", s))
-                .await
-                .map_err(backend)?;
-            if i + 1 == sql::CHECKSUMS {
-                backfill_checksums(&tx, s).await?;
-            }
-            tx.execute(
-                &format!("INSERT INTO {s}.hitl_schema_migrations (version) VALUES ($1)"),
-                &[&(i as i64 + 1)],
-            )
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
     fn wrote(&self) {
         if self.durability == PgDurability::RunEnd {
             self.dirty.store(true, Ordering::Release);
         }
     }
-
-    /// Test hook (feature `test-util`): runs `sql` (`{s}` is the schema) behind the
-    /// saver's back, as damage would; returns the rows changed.
-    #[cfg(feature = "test-util")]
-    #[doc(hidden)]
-    pub async fn execute_unchecked(&self, sql: &str) -> u64 {
-        let client = self.client().await.expect("a connection");
-        client
-            .execute(&sql.replace("{s}", &self.schema), &[])
-            .await
-            .expect("the statement runs")
-    }
-
-    /// Overwrites every blob of `channel` in `thread` with bytes that are not JSON, to
-    /// test that corrupt data fails loudly.
-    #[cfg(feature = "test-util")]
-    #[doc(hidden)]
-    pub async fn corrupt_blobs(&self, thread: &str, channel: &str) -> u64 {
-        let client = self.client().await.expect("a connection");
-        client
-            .execute(
-                &format!(
-                    "UPDATE {}.hitl_blobs SET data = '{{\"corrupt\": tru' WHERE thread = $1 AND channel = $2",
-                    self.schema
-                ),
-                &[&thread, &channel],
-            )
-            .await
-            .expect("the update runs")
-    }
-}
-
-/// Rows aggregated as `[[task, idx, kind, value], ..]`.
-fn decode_writes(
-    thread: &str,
-    ns: &str,
-    checkpoint: &str,
-    json: &str,
-) -> Result<Vec<PendingWrite>, CheckpointError> {
-    let rows: Vec<(String, i32, String, String, Option<i64>)> =
-        serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "pending writes"))?;
-    rows.into_iter()
-        .map(|(task, idx, kind, value, sum)| {
-            write_row(thread, ns, checkpoint, &task, idx, &kind, value, sum)
-        })
-        .collect()
-}
-
-/// Rows aggregated as `[[channel, version, kind, base, data], ..]`.
-fn decode_blobs(thread: &str, ns: &str, json: &str) -> Result<Vec<Blob>, CheckpointError> {
-    type Row = (String, String, String, Option<String>, String, Option<i64>);
-    let rows: Vec<Row> =
-        serde_json::from_str(json).map_err(CheckpointError::decoding(thread, "blobs"))?;
-    rows.into_iter()
-        .map(|(channel, version, kind, base, data, sum)| {
-            blob_row(
-                thread,
-                ns,
-                channel,
-                &version,
-                &kind,
-                base.as_deref(),
-                data,
-                sum,
-            )
-        })
-        .collect()
-}
-
-/// Pending writes as one array per column, for `unnest`.
-#[derive(Default)]
-struct WriteColumns<'a> {
-    tasks: Vec<String>,
-    idx: Vec<i32>,
-    kinds: Vec<&'static str>,
-    values: Vec<&'a str>,
-    upsert: Vec<bool>,
-    sums: Vec<i64>,
-}
-
-fn write_columns<'a>(
-    thread: &str,
-    ns: &str,
-    checkpoint: &str,
-    writes: &[&'a PendingWrite],
-) -> WriteColumns<'a> {
-    let mut c = WriteColumns::default();
-    for w in writes {
-        let task = w.task_id.to_string();
-        c.sums.push(write_sum(
-            thread,
-            ns,
-            checkpoint,
-            &task,
-            w.idx,
-            w.kind.as_str(),
-            w.value.get(),
-        ));
-        c.tasks.push(task);
-        c.idx.push(w.idx);
-        c.kinds.push(w.kind.as_str());
-        c.values.push(w.value.get());
-        c.upsert.push(w.kind.mode() == WriteMode::Upsert);
-    }
-    c
 }
 
 #[async_trait::async_trait]

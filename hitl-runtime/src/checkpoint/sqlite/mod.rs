@@ -1,5 +1,11 @@
 //! The SQLite checkpointer (feature `sqlite`): the embedded default.
 
+mod rows;
+mod schema;
+
+use rows::{blobs_of, head_of, insert_writes, writes_of};
+use schema::{MIGRATIONS, migrate};
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,70 +14,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::rows::{
-    blob_row, blob_sum, decode_checkpoint, inbox, parse_id, record_sum, write_row, write_sum,
-};
+use super::rows::{blob_sum, decode_checkpoint, inbox, parse_id, record_sum};
 use super::{
-    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
-    PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
+    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread, PendingWrite,
+    Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
 };
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
-
-/// Versioned schema migrations, applied in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[
-    // 1: the storage model.
-    "CREATE TABLE hitl_checkpoints (
-         thread TEXT NOT NULL,
-         ns TEXT NOT NULL,
-         id TEXT NOT NULL,
-         parent TEXT,
-         record TEXT NOT NULL,
-         PRIMARY KEY (thread, ns, id)
-     ) WITHOUT ROWID;
-     CREATE TABLE hitl_blobs (
-         thread TEXT NOT NULL,
-         ns TEXT NOT NULL,
-         channel TEXT NOT NULL,
-         version TEXT NOT NULL,
-         kind TEXT NOT NULL,
-         base TEXT,
-         data TEXT NOT NULL,
-         PRIMARY KEY (thread, ns, channel, version)
-     ) WITHOUT ROWID;
-     CREATE TABLE hitl_writes (
-         thread TEXT NOT NULL,
-         ns TEXT NOT NULL,
-         checkpoint TEXT NOT NULL,
-         task TEXT NOT NULL,
-         idx INTEGER NOT NULL,
-         kind TEXT NOT NULL,
-         value TEXT NOT NULL,
-         PRIMARY KEY (thread, ns, checkpoint, task, idx)
-     ) WITHOUT ROWID;
-     CREATE TABLE hitl_heads (
-         thread TEXT NOT NULL,
-         ns TEXT NOT NULL,
-         head TEXT NOT NULL,
-         PRIMARY KEY (thread, ns)
-     ) WITHOUT ROWID;",
-    // 2: the row a run-end flush writes, so that its commit waits for the disk.
-    "CREATE TABLE hitl_flush (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);",
-    // 3: run leases, one runner per thread.
-    "CREATE TABLE hitl_leases (
-         thread TEXT PRIMARY KEY,
-         holder TEXT NOT NULL,
-         expires_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;",
-    // 4: a checksum on every record, blob and pending write (filled in for the rows
-    // already there by `backfill_checksums`).
-    "ALTER TABLE hitl_checkpoints ADD COLUMN sum INTEGER;
-     ALTER TABLE hitl_blobs ADD COLUMN sum INTEGER;
-     ALTER TABLE hitl_writes ADD COLUMN sum INTEGER;",
-];
-
-/// The migration that adds checksums (its 1-based version).
-const CHECKSUMS: usize = 4;
 
 /// When commits reach the disk. Every setting survives a crash of the process (WAL);
 /// they differ on a power loss.
@@ -118,7 +67,7 @@ impl std::fmt::Debug for SqliteSaver {
     }
 }
 
-fn backend(e: rusqlite::Error) -> CheckpointError {
+pub(super) fn backend(e: rusqlite::Error) -> CheckpointError {
     CheckpointError::Backend(Box::new(e))
 }
 
@@ -246,226 +195,6 @@ impl SqliteSaver {
             )
             .unwrap_or(0)
     }
-}
-
-/// Applies missing migrations in one immediate transaction (safe when several
-/// processes open the file at once).
-fn migrate(conn: &mut Connection) -> Result<(), CheckpointError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS hitl_schema_migrations (
-             version INTEGER PRIMARY KEY,
-             applied_at TEXT NOT NULL DEFAULT (datetime('now'))
-         )",
-    )
-    .map_err(backend)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM hitl_schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
-    let supported = MIGRATIONS.len() as i64;
-    if current > supported {
-        return Err(CheckpointError::SchemaTooNew {
-            found: current,
-            supported,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        tx.execute_batch(sql).map_err(backend)?;
-        if i + 1 == CHECKSUMS {
-            backfill_checksums(&tx)?;
-        }
-        tx.execute(
-            "INSERT INTO hitl_schema_migrations (version) VALUES (?1)",
-            [i as i64 + 1],
-        )
-        .map_err(backend)?;
-    }
-    tx.commit().map_err(backend)
-}
-
-/// Computes the checksum of every row stored before checksums existed.
-fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), CheckpointError> {
-    let records: Vec<(String, String, String, String)> = tx
-        .prepare("SELECT thread, ns, id, record FROM hitl_checkpoints")
-        .map_err(backend)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
-    for (thread, ns, id, record) in records {
-        tx.execute(
-            "UPDATE hitl_checkpoints SET sum = ?4 WHERE thread = ?1 AND ns = ?2 AND id = ?3",
-            params![thread, ns, id, record_sum(&thread, &ns, &record)],
-        )
-        .map_err(backend)?;
-    }
-    type BlobKey = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-    );
-    let blobs: Vec<BlobKey> = tx
-        .prepare("SELECT thread, ns, channel, version, kind, base, data FROM hitl_blobs")
-        .map_err(backend)?
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
-    for (thread, ns, channel, version, kind, base, data) in blobs {
-        let sum = blob_sum(
-            &thread,
-            &ns,
-            &channel,
-            &version,
-            &kind,
-            base.as_deref(),
-            &data,
-        );
-        tx.execute(
-            "UPDATE hitl_blobs SET sum = ?5 WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version = ?4",
-            params![thread, ns, channel, version, sum],
-        )
-        .map_err(backend)?;
-    }
-    type WriteKey = (String, String, String, String, i32, String, String);
-    let writes: Vec<WriteKey> = tx
-        .prepare("SELECT thread, ns, checkpoint, task, idx, kind, value FROM hitl_writes")
-        .map_err(backend)?
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
-    for (thread, ns, checkpoint, task, idx, kind, value) in writes {
-        let sum = write_sum(&thread, &ns, &checkpoint, &task, idx, &kind, &value);
-        tx.execute(
-            "UPDATE hitl_writes SET sum = ?6 WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 AND task = ?4 AND idx = ?5",
-            params![thread, ns, checkpoint, task, idx, sum],
-        )
-        .map_err(backend)?;
-    }
-    Ok(())
-}
-
-fn head_of(
-    conn: &Connection,
-    thread: &str,
-    ns: &str,
-) -> Result<Option<CheckpointId>, CheckpointError> {
-    let head: Option<String> = conn
-        .prepare_cached("SELECT head FROM hitl_heads WHERE thread = ?1 AND ns = ?2")
-        .map_err(backend)?
-        .query_row(params![thread, ns], |r| r.get(0))
-        .optional()
-        .map_err(backend)?;
-    head.map(|h| parse_id(thread, "the head", &h)).transpose()
-}
-
-fn writes_of(
-    conn: &Connection,
-    thread: &str,
-    ns: &str,
-    checkpoint: &str,
-) -> Result<Vec<PendingWrite>, CheckpointError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT task, idx, kind, value, sum FROM hitl_writes
-             WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 ORDER BY task, idx",
-        )
-        .map_err(backend)?;
-    let rows = stmt
-        .query_map(params![thread, ns, checkpoint], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i32>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })
-        .map_err(backend)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (task, idx, kind, value, sum) = row.map_err(backend)?;
-        out.push(write_row(
-            thread, ns, checkpoint, &task, idx, &kind, value, sum,
-        )?);
-    }
-    Ok(out)
-}
-
-fn blobs_of(
-    conn: &Connection,
-    thread: &str,
-    ns: &str,
-    checkpoint: &Checkpoint,
-) -> Result<Vec<Blob>, CheckpointError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT channel, version, kind, base, data, sum FROM hitl_blobs
-             WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version BETWEEN ?4 AND ?5",
-        )
-        .map_err(backend)?;
-    let mut out = Vec::new();
-    for cv in &checkpoint.channels {
-        let from = cv.delta.map_or(cv.version, |d| d.snapshot).to_string();
-        let to = cv.version.to_string();
-        let rows = stmt
-            .query_map(params![thread, ns, cv.channel, from, to], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })
-            .map_err(backend)?;
-        for row in rows {
-            let (channel, version, kind, base, data, sum) = row.map_err(backend)?;
-            out.push(blob_row(
-                thread,
-                ns,
-                channel,
-                &version,
-                &kind,
-                base.as_deref(),
-                data,
-                sum,
-            )?);
-        }
-    }
-    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -866,65 +595,4 @@ impl Checkpointer for SqliteSaver {
         let conn = self.lock();
         self.sync(&conn)
     }
-}
-
-/// Inserts pending writes, each by its mode, in the caller's transaction.
-fn insert_writes(
-    tx: &rusqlite::Transaction<'_>,
-    thread: &str,
-    ns: &str,
-    checkpoint: CheckpointId,
-    writes: &[PendingWrite],
-) -> Result<(), CheckpointError> {
-    let cp = checkpoint.to_string();
-    for w in writes {
-        let sql = match w.kind.mode() {
-            WriteMode::InsertIfAbsent => {
-                "INSERT OR IGNORE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            }
-            WriteMode::Upsert => {
-                "INSERT OR REPLACE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            }
-            WriteMode::InsertOrConflict => {
-                "INSERT INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            }
-        };
-        let task = w.task_id.to_string();
-        let sum = write_sum(
-            thread,
-            ns,
-            &cp,
-            &task,
-            w.idx,
-            w.kind.as_str(),
-            w.value.get(),
-        );
-        let result = tx.prepare_cached(sql).map_err(backend)?.execute(params![
-            thread,
-            ns,
-            cp,
-            task,
-            w.idx,
-            w.kind.as_str(),
-            w.value.get(),
-            sum
-        ]);
-        match result {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(CheckpointError::WriteConflict {
-                    thread: thread.to_owned(),
-                    task: w.task_id,
-                    idx: w.idx,
-                });
-            }
-            Err(e) => return Err(backend(e)),
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,162 @@
+//! Reading and writing the SQLite saver's rows.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::backend;
+use crate::checkpoint::rows::{blob_row, parse_id, write_row, write_sum};
+use crate::checkpoint::{Blob, Checkpoint, PendingWrite, WriteMode};
+use crate::error::CheckpointError;
+use crate::ids::CheckpointId;
+
+pub(super) fn head_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+) -> Result<Option<CheckpointId>, CheckpointError> {
+    let head: Option<String> = conn
+        .prepare_cached("SELECT head FROM hitl_heads WHERE thread = ?1 AND ns = ?2")
+        .map_err(backend)?
+        .query_row(params![thread, ns], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    head.map(|h| parse_id(thread, "the head", &h)).transpose()
+}
+
+pub(super) fn writes_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+    checkpoint: &str,
+) -> Result<Vec<PendingWrite>, CheckpointError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT task, idx, kind, value, sum FROM hitl_writes
+             WHERE thread = ?1 AND ns = ?2 AND checkpoint = ?3 ORDER BY task, idx",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![thread, ns, checkpoint], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (task, idx, kind, value, sum) = row.map_err(backend)?;
+        out.push(write_row(
+            thread, ns, checkpoint, &task, idx, &kind, value, sum,
+        )?);
+    }
+    Ok(out)
+}
+
+pub(super) fn blobs_of(
+    conn: &Connection,
+    thread: &str,
+    ns: &str,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Blob>, CheckpointError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT channel, version, kind, base, data, sum FROM hitl_blobs
+             WHERE thread = ?1 AND ns = ?2 AND channel = ?3 AND version BETWEEN ?4 AND ?5",
+        )
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for cv in &checkpoint.channels {
+        let from = cv.delta.map_or(cv.version, |d| d.snapshot).to_string();
+        let to = cv.version.to_string();
+        let rows = stmt
+            .query_map(params![thread, ns, cv.channel, from, to], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })
+            .map_err(backend)?;
+        for row in rows {
+            let (channel, version, kind, base, data, sum) = row.map_err(backend)?;
+            out.push(blob_row(
+                thread,
+                ns,
+                channel,
+                &version,
+                &kind,
+                base.as_deref(),
+                data,
+                sum,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts pending writes, each by its mode, in the caller's transaction.
+pub(super) fn insert_writes(
+    tx: &rusqlite::Transaction<'_>,
+    thread: &str,
+    ns: &str,
+    checkpoint: CheckpointId,
+    writes: &[PendingWrite],
+) -> Result<(), CheckpointError> {
+    let cp = checkpoint.to_string();
+    for w in writes {
+        let sql = match w.kind.mode() {
+            WriteMode::InsertIfAbsent => {
+                "INSERT OR IGNORE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            }
+            WriteMode::Upsert => {
+                "INSERT OR REPLACE INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            }
+            WriteMode::InsertOrConflict => {
+                "INSERT INTO hitl_writes (thread, ns, checkpoint, task, idx, kind, value, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            }
+        };
+        let task = w.task_id.to_string();
+        let sum = write_sum(
+            thread,
+            ns,
+            &cp,
+            &task,
+            w.idx,
+            w.kind.as_str(),
+            w.value.get(),
+        );
+        let result = tx.prepare_cached(sql).map_err(backend)?.execute(params![
+            thread,
+            ns,
+            cp,
+            task,
+            w.idx,
+            w.kind.as_str(),
+            w.value.get(),
+            sum
+        ]);
+        match result {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(CheckpointError::WriteConflict {
+                    thread: thread.to_owned(),
+                    task: w.task_id,
+                    idx: w.idx,
+                });
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+    Ok(())
+}
