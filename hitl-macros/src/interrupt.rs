@@ -11,6 +11,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let mut resume = Slot::new(&cx, "interrupt(..)", "resume");
     let mut krate = Slot::new(&cx, "interrupt(..)", "crate");
+    let mut name = Slot::new(&cx, "interrupt(..)", "name");
     for attr in input
         .attrs
         .iter()
@@ -21,6 +22,14 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 let ty: syn::Type = meta.value()?.parse()?;
                 resume.set(&meta.path, ty);
                 Ok(())
+            } else if meta.path.is_ident("name") {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                if lit.value().trim().is_empty() {
+                    cx.error_spanned_by(&lit, "the interrupt's `name` must not be empty");
+                } else {
+                    name.set(&meta.path, lit);
+                }
+                Ok(())
             } else if meta.path.is_ident("crate") {
                 if let Some(path) = crate_path(&cx, meta.value()?)? {
                     krate.set(&meta.path, path);
@@ -30,7 +39,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 Err(unknown_key(
                     &meta.path,
                     "interrupt(..)",
-                    &["resume", "crate"],
+                    &["resume", "name", "crate"],
                 ))
             }
         });
@@ -40,6 +49,10 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     let resume = resume.get();
     let root = root(krate.get().as_ref());
+    let type_name = match name.get() {
+        Some(lit) => lit.value(),
+        None => input.ident.to_string(),
+    };
     if resume.is_none() && !cx.has_errors() {
         cx.error_spanned_by(
             &input.ident,
@@ -58,6 +71,8 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     Ok(quote! {
         impl #impl_generics #root::Interrupt for #name #ty_generics #where_clause {
             type Resume = #resume;
+            const NAME: ::core::option::Option<&'static str> =
+                ::core::option::Option::Some(#type_name);
 
             fn resume_schema() -> ::core::option::Option<#rt::Arc<#rt::serde_json::Value>> {
                 ::core::option::Option::Some(#rt::schema_of::<#resume>())

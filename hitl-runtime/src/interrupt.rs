@@ -19,6 +19,13 @@ pub trait Interrupt: Serialize {
     /// The answer's type.
     type Resume: DeserializeOwned + Send + 'static;
 
+    /// The name stored with the pending interrupt, so that readers can tell which type
+    /// raised it ([`PendingInterrupt::is`], [`PendingInterrupt::downcast`]). The derive
+    /// uses the type's name (`#[interrupt(name = "..")]` overrides it); keep it stable
+    /// across deployments, since pending interrupts outlive processes. `None` for
+    /// untyped payloads.
+    const NAME: Option<&'static str> = None;
+
     /// The JSON schema answers must match, if any.
     fn resume_schema() -> Option<Arc<Value>>;
 }
@@ -42,6 +49,9 @@ pub struct InterruptRequest {
     /// A name for a validator registered on the graph
     /// ([`crate::CompileBuilder::resume_validator`]) that checks answers beyond the schema.
     pub kind: Option<String>,
+    /// The payload's type name ([`Interrupt::NAME`]), stored so that readers can tell
+    /// what raised the interrupt.
+    pub payload_type: Option<String>,
 }
 
 impl InterruptRequest {
@@ -51,6 +61,7 @@ impl InterruptRequest {
             value,
             resume_schema: None,
             kind: None,
+            payload_type: None,
         }
     }
 }
@@ -76,6 +87,116 @@ pub struct PendingInterrupt {
     /// The validator name, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The payload's type name ([`Interrupt::NAME`]); read it with
+    /// [`type_name`](Self::type_name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_type: Option<String>,
+}
+
+impl PendingInterrupt {
+    /// Which type raised it: the [`Interrupt::NAME`] of a typed interrupt
+    /// (`"LargeTransfer"` for `#[derive(Interrupt)] struct LargeTransfer`),
+    /// `"hitl.batched"` for a batched tool review
+    /// ([`HitlRequest`](crate::agent::HitlRequest)), `"hitl.tool_approval"` for a
+    /// per-call review ([`ToolApprovalRequest`](crate::agent::ToolApprovalRequest));
+    /// `None` for an untyped payload.
+    pub fn type_name(&self) -> Option<&str> {
+        self.payload_type.as_deref().or(match self.kind.as_deref() {
+            // Reviews raised before the type name was stored.
+            Some(kind @ ("hitl.batched" | "hitl.tool_approval")) => Some(kind),
+            _ => None,
+        })
+    }
+
+    /// Whether a payload of type `I` raised it.
+    pub fn is<I: Interrupt>(&self) -> bool {
+        I::NAME.is_some() && I::NAME == self.type_name()
+    }
+
+    /// The interrupt as the type that raised it, to read its payload and answer it with
+    /// `I::Resume`: `None` if another type raised it, an error if the payload does not
+    /// decode as `I`.
+    ///
+    /// ```
+    /// # use hitl_runtime::{Command, Interrupt, PendingInterrupt, AgentState};
+    /// # use serde::{Deserialize, Serialize};
+    /// # use schemars::JsonSchema;
+    /// #[derive(Serialize, Deserialize, Interrupt)]
+    /// #[interrupt(resume = Verdict)]
+    /// struct LargeTransfer { amount: u64 }
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// enum Verdict { Allow, Deny }
+    ///
+    /// fn answer(pending: &[PendingInterrupt]) -> Command<AgentState> {
+    ///     let answers = pending.iter().filter_map(|p| {
+    ///         let asked = p.downcast::<LargeTransfer>()?.ok()?;
+    ///         let verdict = if asked.payload.amount > 10_000 { Verdict::Deny } else { Verdict::Allow };
+    ///         Some(asked.answer(verdict))
+    ///     });
+    ///     Command::answers(answers)
+    /// }
+    /// ```
+    pub fn downcast<I: Interrupt + DeserializeOwned>(
+        &self,
+    ) -> Option<Result<TypedInterrupt<I>, serde_json::Error>> {
+        if !self.is::<I>() {
+            return None;
+        }
+        Some(I::deserialize(&self.value).map(|payload| TypedInterrupt {
+            id: self.id,
+            payload,
+        }))
+    }
+}
+
+/// A pending interrupt read as the type that raised it
+/// ([`PendingInterrupt::downcast`]): its answer has the type the interrupt declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedInterrupt<I> {
+    /// The interrupt's id.
+    pub id: InterruptId,
+    /// Its payload.
+    pub payload: I,
+}
+
+impl<I: Interrupt> TypedInterrupt<I> {
+    /// The answer to this interrupt, for [`Command::answers`](crate::Command::answers).
+    /// Only an `I::Resume` compiles.
+    pub fn answer(&self, answer: I::Resume) -> Answer
+    where
+        I::Resume: Serialize,
+    {
+        Answer {
+            id: self.id,
+            value: serde_json::to_value(answer)
+                .map_err(|e| format!("the answer does not serialize to JSON: {e}")),
+        }
+    }
+}
+
+/// An answer to one pending interrupt, by id: built typed by
+/// [`TypedInterrupt::answer`], or from JSON by [`Answer::json`]. Several answers to
+/// interrupts of different types go in one [`Command::answers`](crate::Command::answers).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub(crate) id: InterruptId,
+    pub(crate) value: Result<Value, String>,
+}
+
+impl Answer {
+    /// An answer given as JSON (checked against the interrupt's schema when resumed).
+    pub fn json(id: InterruptId, value: Value) -> Self {
+        Answer {
+            id,
+            value: Ok(value),
+        }
+    }
+
+    /// The interrupt it answers.
+    pub fn id(&self) -> InterruptId {
+        self.id
+    }
 }
 
 /// How the answers to one kind of interrupt ([`crate::InterruptRequest::kind`]) are

@@ -55,7 +55,10 @@ pub use graph::{
     Start, StateGraph,
 };
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
-pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt, ResumeKind, ResumeValidator};
+pub use interrupt::{
+    Answer, Interrupt, InterruptRequest, PendingInterrupt, ResumeKind, ResumeValidator,
+    TypedInterrupt,
+};
 pub use message::{Message, ToolCall};
 pub use policy::{
     Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
@@ -66,7 +69,7 @@ pub use run::{
 };
 pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};
-pub use tool::{DynTool, Tool, ToolContext, ToolError, ToolSet, ToolSpec};
+pub use tool::{DynTool, Tool, ToolArgs, ToolContext, ToolError, ToolSet, ToolSpec};
 
 /// Derives [`State`]: each field is a channel.
 ///

@@ -73,36 +73,69 @@ impl fmt::Display for DecisionType {
     }
 }
 
-/// A set of decision types.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct DecisionSet(u8);
+/// A set of decision types that keeps the order they were added in: the order a
+/// policy declares them is the order `allowed_decisions` lists them on the wire.
+/// Equality and hashing ignore the order.
+#[derive(Clone, Copy, Default)]
+pub struct DecisionSet {
+    /// One bit per decision type.
+    bits: u8,
+    /// The decision types in order, two bits each.
+    order: u8,
+}
 
 impl DecisionSet {
     /// No decision.
-    pub const NONE: DecisionSet = DecisionSet(0);
-    /// Every decision.
-    pub const ALL: DecisionSet = DecisionSet(0b1111);
+    pub const NONE: DecisionSet = DecisionSet { bits: 0, order: 0 };
+    /// Every decision, in wire order.
+    pub const ALL: DecisionSet = DecisionSet {
+        bits: 0b1111,
+        order: 0b11_10_01_00,
+    };
 
     /// Whether `d` is in the set.
     pub fn contains(self, d: DecisionType) -> bool {
-        self.0 & d.bit() != 0
+        self.bits & d.bit() != 0
     }
 
-    /// Adds a decision.
+    /// Adds a decision (at the end, unless it is already in the set).
     pub fn with(self, d: DecisionType) -> Self {
-        DecisionSet(self.0 | d.bit())
+        if self.contains(d) {
+            return self;
+        }
+        DecisionSet {
+            bits: self.bits | d.bit(),
+            order: self.order | (d as u8) << (2 * self.len()),
+        }
     }
 
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.bits == 0
     }
 
-    /// The decisions, in wire order.
+    /// How many decisions are in the set.
+    pub fn len(self) -> usize {
+        self.bits.count_ones() as usize
+    }
+
+    /// The decisions, in the order they were added.
     pub fn iter(self) -> impl Iterator<Item = DecisionType> {
-        DecisionType::ALL
-            .into_iter()
-            .filter(move |d| self.contains(*d))
+        (0..self.len()).map(move |i| DecisionType::ALL[usize::from(self.order >> (2 * i) & 0b11)])
+    }
+}
+
+impl PartialEq for DecisionSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits == other.bits
+    }
+}
+
+impl Eq for DecisionSet {}
+
+impl std::hash::Hash for DecisionSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bits.hash(state);
     }
 }
 
@@ -114,7 +147,7 @@ impl fmt::Debug for DecisionSet {
 
 impl From<DecisionType> for DecisionSet {
     fn from(d: DecisionType) -> Self {
-        DecisionSet(d.bit())
+        DecisionSet::NONE.with(d)
     }
 }
 
@@ -462,6 +495,22 @@ mod tests {
             ),
             "Delete a.txt (3 files, [\"x\"]) {literal} {missing}"
         );
+    }
+
+    #[test]
+    fn decision_sets_keep_the_declared_order() {
+        use DecisionType::*;
+        let set = DecisionSet::from([Reject, Approve, Reject, Respond]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [Reject, Approve, Respond]);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set, DecisionSet::from([Approve, Respond, Reject]));
+        assert!(!set.contains(Edit));
+        assert_eq!(
+            DecisionSet::ALL.iter().collect::<Vec<_>>(),
+            DecisionType::ALL
+        );
+        assert_eq!(DecisionSet::ALL, DecisionSet::from(DecisionType::ALL));
+        assert!(DecisionSet::NONE.is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use crate::schema::schema_of;
 pub use crate::state::plumbing::{ChannelMask, ChannelSpec, ReducerKind, StepWrites, reducers};
 pub use crate::state::{State, StateUpdate};
 pub use crate::tool::plumbing::{blocking, decode_args, tool_result, tool_value};
-pub use crate::tool::{Tool, ToolContext, ToolError, ToolSet};
+pub use crate::tool::{Tool, ToolArgs, ToolContext, ToolError, ToolSet};
 
 /// The error for a channel index a state does not have (a runtime bug if it happens).
 pub fn unknown_channel<T>(channel: usize) -> Result<T, serde_json::Error> {

@@ -53,6 +53,18 @@ pub enum ToolError {
         /// The timeout.
         after: std::time::Duration,
     },
+    /// An answer given to a detached context ([`ToolContext::detached`]) does not
+    /// decode as the interrupt's answer type. (In a run, answers are checked against
+    /// their schema before they are stored.)
+    #[error("the answer to `{tool}`'s interrupt does not decode as `{expected}`: {message}")]
+    InvalidAnswer {
+        /// The tool.
+        tool: String,
+        /// The answer type.
+        expected: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The model called a tool the agent does not have.
     #[error("`{name}` is not a tool of this agent; available tools: {available}")]
     UnknownTool {
@@ -119,6 +131,33 @@ pub trait Tool: Send + Sync + 'static {
             description: Self::description().to_owned(),
             parameters: (*Self::args_schema()).clone(),
         }
+    }
+}
+
+/// The arguments struct of a tool, naming the tool: `#[tool]` implements it for the
+/// arguments struct it generates (`SendEmailArgs` for `send_email`), so typed helpers
+/// infer the tool from its arguments
+/// ([`ScriptedReviewer::edit`](crate::testing::ScriptedReviewer::edit),
+/// [`ToolCall::of`](crate::ToolCall::of)).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the arguments struct of a tool",
+    note = "pass the arguments struct `#[tool]` generated for the tool, e.g. `SendEmailArgs {{ .. }}` for `fn send_email`"
+)]
+pub trait ToolArgs: Serialize + Sized {
+    /// The tool these are the arguments of.
+    type Tool: Tool<Args = Self>;
+}
+
+impl crate::message::ToolCall {
+    /// A call of the tool whose arguments these are: the name comes from the type, so a
+    /// misspelled tool or a wrong arguments type does not compile. For scripted model
+    /// turns: `ToolCall::of(SendEmailArgs { to: "bob".into() }, "call-1")`.
+    ///
+    /// # Panics
+    /// If the arguments do not serialize to JSON (a `#[tool]` arguments struct does).
+    pub fn of<A: ToolArgs>(args: A, id: impl Into<String>) -> Self {
+        let args = serde_json::to_value(args).expect("tool arguments serialize to JSON");
+        crate::message::ToolCall::new(<A::Tool as Tool>::NAME, args, id)
     }
 }
 
@@ -350,10 +389,15 @@ impl ToolContext {
 
     /// Pauses the call until a human answers (see [`NodeContext::interrupt`]): the
     /// tool runs again from its start when the thread is resumed, and this returns
-    /// the answer.
-    pub async fn interrupt<I: Interrupt>(&self, value: I) -> Result<I::Resume, Interrupted> {
+    /// the answer. Propagate the error with `?`: it is [`ToolError::Interrupted`] while
+    /// the call waits.
+    ///
+    /// In a [`detached`](Self::detached) context the answers given there are returned
+    /// in order; one that does not decode as `I::Resume` is
+    /// [`ToolError::InvalidAnswer`], and once they run out the call pauses.
+    pub async fn interrupt<I: Interrupt>(&self, value: I) -> Result<I::Resume, ToolError> {
         match &self.node {
-            Some(node) => node.interrupt(value).await,
+            Some(node) => Ok(node.interrupt(value).await?),
             None => {
                 let answer = self
                     .answers
@@ -363,8 +407,12 @@ impl ToolContext {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .pop_front()
                     })
-                    .ok_or(Interrupted)?;
-                serde_json::from_value(answer).map_err(|_| Interrupted)
+                    .ok_or(ToolError::Interrupted)?;
+                serde_json::from_value(answer).map_err(|e| ToolError::InvalidAnswer {
+                    tool: self.tool.to_string(),
+                    expected: std::any::type_name::<I::Resume>(),
+                    message: e.to_string(),
+                })
             }
         }
     }

@@ -135,11 +135,11 @@ pub(crate) fn agent(saver: Arc<dyn Checkpointer>) -> Agent {
 
 /// The reviewer's decisions for thread `i`: every third thread's charge is rejected.
 pub(crate) fn reviewer(i: usize) -> ScriptedReviewer {
-    let r = ScriptedReviewer::new().approve("send_email");
+    let r = ScriptedReviewer::new().approve::<send_email>();
     if i.is_multiple_of(3) {
-        r.reject("charge", "over budget")
+        r.reject::<charge>("over budget")
     } else {
-        r.approve("charge")
+        r.approve::<charge>()
     }
 }
 

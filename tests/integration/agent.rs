@@ -128,7 +128,7 @@ async fn approve_runs_the_call_as_the_model_wrote_it() {
         Message::assistant("Sent."),
     ]));
     let ran = Ran::default();
-    let reviewer = ScriptedReviewer::new().approve("send_email");
+    let reviewer = ScriptedReviewer::new().approve::<send_email>();
     let t = run_with_reviewer(&agent, "mail alice", &cfg("approve", &ran), &reviewer)
         .await
         .unwrap();
@@ -141,14 +141,14 @@ async fn approve_runs_the_call_as_the_model_wrote_it() {
     );
     insta::assert_snapshot!(t.to_string(), @r#"
     user: mail alice
-    ai: 
+    ai:
       call send_email {"body":"hi","to":"alice"}
     review (1 call):
       send_email {"body":"hi","to":"alice"} ["approve","edit","reject"]
         Tool execution requires approval
-        
+
         Tool: send_email
-        Args: {"body":"hi","to":"alice"}
+        Args: {'body': 'hi', 'to': 'alice'}
     decisions: approve send_email
     tool send_email: sent to alice: hi
     ai: Sent.
@@ -163,8 +163,10 @@ async fn edit_runs_the_reviewers_args_keeps_the_models_call_and_says_so() {
     ]);
     let agent = agent(model.clone());
     let ran = Ran::default();
-    let reviewer =
-        ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "hello"}));
+    let reviewer = ScriptedReviewer::new().edit(SendEmailArgs {
+        to: "bob".into(),
+        body: "hello".into(),
+    });
     let t = run_with_reviewer(&agent, "mail alice", &cfg("edit", &ran), &reviewer)
         .await
         .unwrap();
@@ -177,14 +179,16 @@ async fn edit_runs_the_reviewers_args_keeps_the_models_call_and_says_so() {
     );
     let tool = t.messages()[2].as_tool().unwrap();
     let text = tool.content.text();
-    assert!(
-        text.starts_with(hitl_runtime::agent::DEFAULT_EDIT_NOTICE),
-        "{text}"
+    // LangChain's text, word for word, with the arguments as `json.dumps` writes them.
+    assert_eq!(
+        text,
+        "Note: a human reviewer replaced this tool call before it ran. The call recorded in \
+         your message is the one you produced, not the one that executed. This was \
+         intentional and authorized. Do not re-issue your original call. Executed instead: \
+         send_email with arguments {\"body\": \"hello\", \"to\": \"bob\"}.\n\nTool \
+         response:\nsent to bob: hello"
     );
-    assert!(text.contains(
-        "Executed instead: send_email with arguments {\"body\":\"hello\",\"to\":\"bob\"}."
-    ));
-    assert!(text.ends_with("\n\nTool response:\nsent to bob: hello"));
+    assert!(text.starts_with(hitl_runtime::agent::DEFAULT_EDIT_NOTICE));
     assert!(!text.contains("alice"), "the original args are not echoed");
     // The model saw the annotated result on its next turn.
     assert_eq!(model.requests().last().unwrap()[2], t.messages()[2]);
@@ -198,14 +202,14 @@ async fn reject_answers_the_call_with_an_error_the_model_sees() {
     ]));
     let ran = Ran::default();
     let reviewer =
-        ScriptedReviewer::new().reject("delete_file", "Cannot delete records without backup.");
+        ScriptedReviewer::new().reject::<delete_file>("Cannot delete records without backup.");
     let t = run_with_reviewer(&agent, "drop the db", &cfg("reject", &ran), &reviewer)
         .await
         .unwrap();
     assert!(ran.list().is_empty(), "a rejected call never runs");
     insta::assert_snapshot!(t.to_string(), @r#"
     user: drop the db
-    ai: 
+    ai:
       call delete_file {"path":"db"}
     review (1 call):
       delete_file {"path":"db"} ["approve","reject"]
@@ -222,7 +226,7 @@ async fn reject_without_a_message_uses_the_default_text() {
         turn(vec![call("delete_file", json!({"path": "db"}), "c9")]),
         Message::assistant("ok"),
     ]));
-    let reviewer = ScriptedReviewer::new().reject("delete_file", "");
+    let reviewer = ScriptedReviewer::new().reject::<delete_file>("");
     let t = run_with_reviewer(
         &agent,
         "x",
@@ -253,7 +257,7 @@ async fn respond_answers_in_place_of_the_tool() {
         Message::assistant("Blue it is."),
     ]));
     let ran = Ran::default();
-    let reviewer = ScriptedReviewer::new().respond("ask_user", "blue");
+    let reviewer = ScriptedReviewer::new().respond::<ask_user>("blue");
     let t = run_with_reviewer(&agent, "x", &cfg("respond", &ran), &reviewer)
         .await
         .unwrap();
@@ -454,8 +458,8 @@ async fn five_calls_two_gated_keep_their_order() {
         Message::assistant("ok"),
     ]));
     let reviewer = ScriptedReviewer::new()
-        .approve("send_email")
-        .reject("delete_file", "no");
+        .approve::<send_email>()
+        .reject::<delete_file>("no");
     let t = run_with_reviewer(&agent, "x", &cfg("five", &Ran::default()), &reviewer)
         .await
         .unwrap();
@@ -612,7 +616,8 @@ async fn the_default_description_has_the_prefix_tool_and_args() {
         .unwrap();
     assert_eq!(
         out.interrupts[0].value["action_requests"][0]["description"],
-        "Custom prefix\n\nTool: send_email\nArgs: {\"body\":\"hi\",\"to\":\"a\"}"
+        // LangChain's default: the arguments as Python prints the dict.
+        "Custom prefix\n\nTool: send_email\nArgs: {'body': 'hi', 'to': 'a'}"
     );
 }
 
@@ -624,7 +629,10 @@ async fn an_edit_is_forgotten_before_the_next_turn_reuses_its_call_id() {
         Message::assistant("done"),
     ]));
     let ran = Ran::default();
-    let reviewer = ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "b"}));
+    let reviewer = ScriptedReviewer::new().edit(SendEmailArgs {
+        to: "bob".into(),
+        body: "b".into(),
+    });
     let t = run_with_reviewer(&agent, "go", &cfg("reuse-id", &ran), &reviewer)
         .await
         .unwrap();
@@ -684,7 +692,7 @@ async fn edit_notice_can_be_changed_or_turned_off() {
     for (notice, expected) in [
         (
             Some("EDITED.".to_string()),
-            "EDITED. Executed instead: send_email with arguments {\"body\":\"b\",\"to\":\"bob\"}.\n\nTool response:\nsent to bob: b",
+            "EDITED. Executed instead: send_email with arguments {\"body\": \"b\", \"to\": \"bob\"}.\n\nTool response:\nsent to bob: b",
         ),
         (None, "sent to bob: b"),
     ] {
@@ -695,8 +703,10 @@ async fn edit_notice_can_be_changed_or_turned_off() {
             ]),
             HumanInTheLoop::from_tools().edit_notice(notice),
         );
-        let reviewer =
-            ScriptedReviewer::new().edit("send_email", json!({"to": "bob", "body": "b"}));
+        let reviewer = ScriptedReviewer::new().edit(SendEmailArgs {
+            to: "bob".into(),
+            body: "b".into(),
+        });
         let t = run_with_reviewer(&agent, "go", &cfg("notice", &Ran::default()), &reviewer)
             .await
             .unwrap();
@@ -921,7 +931,7 @@ async fn per_call_mode_has_the_same_texts() {
         ]),
         HumanInTheLoop::from_tools().mode(ReviewMode::PerCall),
     );
-    let reviewer = ScriptedReviewer::new().reject("delete_file", "not now");
+    let reviewer = ScriptedReviewer::new().reject::<delete_file>("not now");
     let t = run_with_reviewer(
         &agent,
         "go",

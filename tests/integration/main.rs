@@ -15,3 +15,4 @@ mod state_api;
 mod storage;
 mod streaming;
 mod tools;
+mod typed;

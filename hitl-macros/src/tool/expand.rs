@@ -222,6 +222,10 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
                 }
             }
 
+            impl #p::ToolArgs for #args_ident {
+                type Tool = #ident;
+            }
+
             #allows
         };
     }

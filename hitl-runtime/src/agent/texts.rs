@@ -60,6 +60,68 @@ fn write_repr(out: &mut String, value: &Value) {
     }
 }
 
+/// A JSON value as Python's `json.dumps` writes it (LangChain's edit notice quotes the
+/// executed arguments so): `", "` and `": "` separators, non-ASCII characters escaped
+/// as `\uXXXX`.
+pub(crate) fn python_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_json(&mut out, value);
+    out
+}
+
+fn write_json(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_str(out, k);
+                out.push_str(": ");
+                write_json(out, v);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// A string as `json.dumps` quotes it with `ensure_ascii` (its default).
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
 /// A string as Python quotes it: single quotes, unless it contains a single quote and
 /// no double quote.
 fn write_str(out: &mut String, s: &str) {
@@ -101,6 +163,21 @@ mod tests {
             r#"{'b': [True, None, 1.5], 's': "it's", 'too': 1}"#
         );
         assert_eq!(python_repr(&json!("a'b\"c\n")), r#"'a\'b"c\n'"#);
+    }
+
+    #[test]
+    fn executed_arguments_are_written_as_json_dumps_writes_them() {
+        assert_eq!(
+            python_json(&json!({"to": "bob", "n": [1, 2.5, true, null], "o": {}})),
+            r#"{"n": [1, 2.5, true, null], "o": {}, "to": "bob"}"#
+        );
+        // ensure_ascii: non-ASCII as \uXXXX, astral characters as surrogate pairs.
+        assert_eq!(
+            python_json(&json!(
+                "caf\u{e9} \u{1F600} \"q\" \\ \n\u{1}\u{7f}\u{8}\u{c}"
+            )),
+            r#""caf\u00e9 \ud83d\ude00 \"q\" \\ \n\u0001\u007f\b\f""#
+        );
     }
 
     #[test]

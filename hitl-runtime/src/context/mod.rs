@@ -181,6 +181,7 @@ impl NodeContext {
                 })?,
                 resume_schema: I::resume_schema(),
                 kind: None,
+                payload_type: I::NAME.map(str::to_owned),
             })
         })?;
         match serde_json::from_value(answer) {
@@ -235,6 +236,7 @@ impl NodeContext {
             ns: self.task.ns.to_string(),
             task_id: self.task.task_id,
             kind: request.kind,
+            payload_type: request.payload_type,
         });
         Err(Interrupted)
     }

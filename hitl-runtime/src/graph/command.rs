@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::Goto;
 use crate::ids::InterruptId;
+use crate::interrupt::Answer;
 use crate::state::State;
 
 /// Resume a paused thread, update its state, or send it somewhere: any combination.
@@ -61,6 +62,19 @@ impl<S: State> Command<S> {
                 .into_iter()
                 .map(|(id, v)| (id, to_json(v)))
                 .collect(),
+        ));
+        c
+    }
+
+    /// Answers interrupts by id with typed answers ([`TypedInterrupt::answer`]) or JSON
+    /// ones ([`Answer::json`]), of any mix of interrupt types. Interrupts not answered
+    /// stay pending with the same ids.
+    ///
+    /// [`TypedInterrupt::answer`]: crate::TypedInterrupt::answer
+    pub fn answers(answers: impl IntoIterator<Item = Answer>) -> Self {
+        let mut c = Command::new();
+        c.resume = Some(Resume::ById(
+            answers.into_iter().map(|a| (a.id, a.value)).collect(),
         ));
         c
     }

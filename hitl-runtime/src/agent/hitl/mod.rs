@@ -91,6 +91,28 @@ pub struct ToolApprovalRequest {
     pub args_schema: Option<Arc<Value>>,
 }
 
+impl crate::Interrupt for HitlRequest {
+    type Resume = HitlResponse;
+    const NAME: Option<&'static str> = Some(BATCHED_KIND);
+
+    /// The schema depends on the reviewed tools: it is published with each interrupt
+    /// ([`crate::PendingInterrupt::resume_schema`]).
+    fn resume_schema() -> Option<Arc<Value>> {
+        None
+    }
+}
+
+impl crate::Interrupt for ToolApprovalRequest {
+    type Resume = Decision;
+    const NAME: Option<&'static str> = Some(PER_CALL_KIND);
+
+    /// The schema depends on the tool: it is published with each interrupt
+    /// ([`crate::PendingInterrupt::resume_schema`]).
+    fn resume_schema() -> Option<Arc<Value>> {
+        None
+    }
+}
+
 /// A reviewed call that may run: exactly the action a reviewer approved (the model's
 /// call as shown) or wrote (an edit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,9 +135,14 @@ pub enum ReviewMode {
     PerCall,
 }
 
-/// The default text put before the result of an edited call.
-pub const DEFAULT_EDIT_NOTICE: &str = "A human reviewer edited this tool call before it ran, so the call in your \
-     message is not the one that was executed. The edit was authorized; do not repeat the original call.";
+/// The default text put before the result of an edited call: LangChain's wording, so
+/// prompts and evaluations tuned to it keep working. It is followed by
+/// ` Executed instead: {tool} with arguments {args}.` (the arguments as Python's
+/// `json.dumps` writes them) and, if the tool returned something,
+/// `\n\nTool response:\n{output}`.
+pub const DEFAULT_EDIT_NOTICE: &str = "Note: a human reviewer replaced this tool call before it ran. The call \
+     recorded in your message is the one you produced, not the one that executed. This was \
+     intentional and authorized. Do not re-issue your original call.";
 
 /// Pauses risky tool calls for a human to approve, edit, reject or answer.
 #[derive(Debug, Clone)]
@@ -188,15 +215,15 @@ impl HumanInTheLoop {
             .filter(|p| p.gates(&call.args))
     }
 
-    /// The description shown for a call: the policy's, or the default
-    /// `"{prefix}\n\nTool: {name}\nArgs: {args as compact JSON, keys sorted}"`.
+    /// The description shown for a call: the policy's, or LangChain's default
+    /// `"{prefix}\n\nTool: {name}\nArgs: {args as Python prints them}"`.
     fn describe(&self, call: &ToolCall, policy: &InterruptPolicy) -> String {
         policy.describe(&call.args).unwrap_or_else(|| {
             format!(
                 "{}\n\nTool: {}\nArgs: {}",
                 self.description_prefix,
                 call.name,
-                sorted_json(&call.args)
+                super::texts::python_repr(&call.args)
             )
         })
     }
@@ -212,7 +239,7 @@ impl HumanInTheLoop {
         let head = format!(
             "{notice} Executed instead: {} with arguments {}.",
             action.name,
-            sorted_json(&action.args)
+            super::texts::python_json(&action.args)
         );
         let with = |text: String| {
             if text.is_empty() {
@@ -236,34 +263,6 @@ impl HumanInTheLoop {
              not executed. Do not retry it unless the user asks for it."
         )
     }
-}
-
-fn sorted_json(value: &Value) -> String {
-    fn is_sorted(v: &Value) -> bool {
-        match v {
-            Value::Object(o) => {
-                o.keys().zip(o.keys().skip(1)).all(|(a, b)| a < b) && o.values().all(is_sorted)
-            }
-            Value::Array(a) => a.iter().all(is_sorted),
-            _ => true,
-        }
-    }
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(o) => {
-                let sorted: BTreeMap<&String, Value> =
-                    o.iter().map(|(k, v)| (k, sort(v))).collect();
-                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    if is_sorted(value) {
-        // Always the case unless serde_json's `preserve_order` is on.
-        return value.to_string();
-    }
-    sort(value).to_string()
 }
 
 /// The texts of Part A of the reference behaviour.
@@ -385,6 +384,7 @@ impl Middleware for HumanInTheLoop {
                     .map_err(|e| format!("the review request does not serialize: {e}"))?,
                 resume_schema: Some(review_schema(offers, true)),
                 kind: Some(BATCHED_KIND.into()),
+                payload_type: Some(BATCHED_KIND.into()),
             })
         };
         let answer = cx.interrupt_lazy(request)?;
@@ -485,6 +485,7 @@ impl Middleware for HumanInTheLoop {
             value: serde_json::to_value(&approval).map_err(ToolError::msg)?,
             resume_schema: Some(review_schema(vec![(approval.name.clone(), allowed)], false)),
             kind: Some(PER_CALL_KIND.into()),
+            payload_type: Some(PER_CALL_KIND.into()),
         })?;
         let decision: Decision = serde_json::from_value(answer).map_err(ToolError::msg)?;
         match decision {
