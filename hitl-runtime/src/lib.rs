@@ -51,8 +51,8 @@ pub use error::{
     RunError,
 };
 pub use graph::{
-    Command, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput, Route, START, SendTo,
-    Start, StateGraph,
+    Command, END, EdgeSource, EdgeTarget, EdgeTargets, End, Goto, NodeHandle, NodeOutput, Route,
+    START, SendTo, Start, StateGraph,
 };
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{Interrupt, InterruptRequest, PendingInterrupt, ResumeKind, ResumeValidator};
