@@ -39,6 +39,30 @@ pub mod tool;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The [schemars](https://docs.rs/schemars/1) crate, version 1.x, that this crate's
+/// JSON schemas come from.
+///
+/// Tool parameters and interrupt answers implement its `JsonSchema`; deriving it with
+/// this re-export saves a direct dependency on a matching version:
+///
+/// ```
+/// use hitl_runtime::schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// #[schemars(crate = "hitl_runtime::schemars")] // only without a `schemars` dependency
+/// struct Recipient {
+///     email: String,
+/// }
+///
+/// let schema = hitl_runtime::schema_of::<Recipient>();
+/// assert_eq!(schema["properties"]["email"]["type"], "string");
+/// ```
+///
+/// A minor or patch update of this crate never moves the re-export to another major
+/// version of schemars.
+pub use schemars;
+
 pub use agent::AgentState;
 #[cfg(feature = "postgres")]
 pub use checkpoint::PostgresSaver;
