@@ -1,15 +1,4 @@
-//! Human-in-the-loop agent graphs: a durable state-graph runtime whose tasks can pause
-//! for a human, and resume later, in this process or another, without losing or
-//! repeating work.
-//!
-//! - [`StateGraph`]: nodes, edges, conditional routes, `Send` fan-out, subgraphs;
-//!   compiled into a [`CompiledGraph`] that runs by supersteps on tokio.
-//! - [`NodeContext::interrupt`]: pause a task until a human answers;
-//!   [`Command::resume`] answers, strictly validated before anything is stored.
-//! - [`checkpoint`]: every superstep is a checkpoint; threads can be inspected,
-//!   edited and forked ([`CompiledGraph::get_state`], [`CompiledGraph::update_state`],
-//!   time travel with [`RunConfig::at_checkpoint`]).
-//! - `#[derive(State)]`: one channel per field, with reducers.
+#![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[allow(unused_extern_crates)]
