@@ -1,15 +1,4 @@
-//! Human-in-the-loop agent graphs: a durable state-graph runtime whose tasks can pause
-//! for a human, and resume later, in this process or another, without losing or
-//! repeating work.
-//!
-//! - [`StateGraph`]: nodes, edges, conditional routes, `Send` fan-out, subgraphs;
-//!   compiled into a [`CompiledGraph`] that runs by supersteps on tokio.
-//! - [`NodeContext::interrupt`]: pause a task until a human answers;
-//!   [`Command::resume`] answers, strictly validated before anything is stored.
-//! - [`checkpoint`]: every superstep is a checkpoint; threads can be inspected,
-//!   edited and forked ([`CompiledGraph::get_state`], [`CompiledGraph::update_state`],
-//!   time travel with [`RunConfig::at_checkpoint`]).
-//! - `#[derive(State)]`: one channel per field, with reducers.
+#![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[allow(unused_extern_crates)]
@@ -39,6 +28,30 @@ pub mod tool;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The [schemars](https://docs.rs/schemars/1) crate, version 1.x, that this crate's
+/// JSON schemas come from.
+///
+/// Tool parameters and interrupt answers implement its `JsonSchema`; deriving it with
+/// this re-export saves a direct dependency on a matching version:
+///
+/// ```
+/// use hitl_runtime::schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// #[schemars(crate = "hitl_runtime::schemars")] // only without a `schemars` dependency
+/// struct Recipient {
+///     email: String,
+/// }
+///
+/// let schema = hitl_runtime::schema_of::<Recipient>();
+/// assert_eq!(schema["properties"]["email"]["type"], "string");
+/// ```
+///
+/// A minor or patch update of this crate never moves the re-export to another major
+/// version of schemars.
+pub use schemars;
+
 pub use agent::AgentState;
 #[cfg(feature = "postgres")]
 pub use checkpoint::PostgresSaver;
@@ -51,8 +64,8 @@ pub use error::{
     RunError,
 };
 pub use graph::{
-    Command, END, EdgeSource, EdgeTarget, End, Goto, NodeHandle, NodeOutput, Route, START, SendTo,
-    Start, StateGraph,
+    Command, END, EdgeSource, EdgeTarget, EdgeTargets, End, Goto, NodeHandle, NodeOutput, Route,
+    START, SendTo, Start, StateGraph,
 };
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{

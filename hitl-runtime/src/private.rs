@@ -39,18 +39,33 @@ where
     Box::pin(future)
 }
 
-/// Implemented for types a `#[tool]` parameter may have.
+/// Implemented for every type a `#[tool]` parameter may have: what the generated
+/// arguments struct derives, and what the boxed call future needs.
+///
+/// `do_not_recommend` makes a bad parameter type one error, this trait's, listing every
+/// requirement, instead of one error per missing trait.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a tool parameter",
-    label = "not `Deserialize + JsonSchema`",
-    note = "tool parameters are decoded from the model's JSON and described to it by a JSON schema: derive `serde::Deserialize` and `schemars::JsonSchema` for `{Self}`"
+    label = "a tool parameter must be `Deserialize + Serialize + JsonSchema + Debug + Clone + Send + 'static`",
+    note = "the model's JSON is decoded into the parameter, its JSON schema is shown to the model, and the tool's arguments struct derives `Debug, Clone, Serialize, Deserialize, JsonSchema`",
+    note = "add `#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]` to `{Self}` (schemars is re-exported as `hitl_runtime::schemars`)"
 )]
-pub trait ToolArg {}
+pub trait ToolParam {}
 
-impl<T: serde::de::DeserializeOwned + schemars::JsonSchema> ToolArg for T {}
+#[diagnostic::do_not_recommend]
+impl<T> ToolParam for T where
+    T: serde::de::DeserializeOwned
+        + serde::Serialize
+        + schemars::JsonSchema
+        + std::fmt::Debug
+        + Clone
+        + Send
+        + 'static
+{
+}
 
 /// Fails to compile (on the parameter's type) unless `T` can be a tool parameter.
-pub const fn assert_tool_arg<T: ToolArg>() {}
+pub const fn assert_tool_param<T: ToolParam>() {}
 
 /// Implemented for fields that can have `#[state(reducer = append)]`.
 #[diagnostic::on_unimplemented(

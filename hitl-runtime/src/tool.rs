@@ -389,12 +389,57 @@ impl ToolContext {
 
     /// Pauses the call until a human answers (see [`NodeContext::interrupt`]): the
     /// tool runs again from its start when the thread is resumed, and this returns
-    /// the answer. Propagate the error with `?`: it is [`ToolError::Interrupted`] while
-    /// the call waits.
+    /// the answer.
     ///
-    /// In a [`detached`](Self::detached) context the answers given there are returned
-    /// in order; one that does not decode as `I::Resume` is
-    /// [`ToolError::InvalidAnswer`], and once they run out the call pauses.
+    /// The payload is typed ([`Interrupt`]), and so is the answer; a resume that does
+    /// not match the answer's JSON schema is refused before anything is stored. Return
+    /// the error with `?`: while the call waits it is [`ToolError::Interrupted`], a
+    /// pause, not a failure. In a unit test, a [`detached`](Self::detached) context
+    /// answers from a list, in order; an answer that does not decode as `I::Resume` is
+    /// [`ToolError::InvalidAnswer`]:
+    ///
+    /// ```
+    /// use hitl_runtime::{tool, Interrupt, ToolContext, ToolError};
+    /// use hitl_runtime::schemars::JsonSchema;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// #[schemars(crate = "hitl_runtime::schemars")]
+    /// struct Approval { approved: bool }
+    ///
+    /// /// What the reviewer is shown; answered with an `Approval`.
+    /// #[derive(Serialize, Interrupt)]
+    /// #[interrupt(resume = Approval)]
+    /// struct LargeTransfer { amount: f64, to: String }
+    ///
+    /// /// Transfer money; over 1000 a human must approve.
+    /// #[tool]
+    /// async fn transfer(cx: ToolContext, amount: f64, to: String) -> Result<String, ToolError> {
+    ///     if amount > 1000.0 {
+    ///         let answer = cx.interrupt(LargeTransfer { amount, to: to.clone() }).await?;
+    ///         if !answer.approved {
+    ///             return Ok("cancelled by the reviewer".into());
+    ///         }
+    ///     }
+    ///     Ok(format!("sent {amount} to {to}"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let answers = [serde_json::json!({"approved": false})];
+    /// let cx = ToolContext::detached("transfer", "call_1", answers);
+    /// assert_eq!(transfer(cx, 5000.0, "bob".into()).await.unwrap(), "cancelled by the reviewer");
+    ///
+    /// // No answer yet: the call pauses.
+    /// let cx = ToolContext::detached("transfer", "call_2", []);
+    /// assert!(matches!(transfer(cx, 5000.0, "bob".into()).await, Err(ToolError::Interrupted)));
+    ///
+    /// // A malformed answer is a decode error, not a pause.
+    /// let cx = ToolContext::detached("transfer", "call_3", [serde_json::json!({"approved": "yes"})]);
+    /// assert!(matches!(transfer(cx, 5000.0, "bob".into()).await, Err(ToolError::InvalidAnswer { .. })));
+    /// # }
+    /// ```
+    ///
+    /// The same tool in an agent, paused and resumed: `examples/transfer_threshold.rs`.
     pub async fn interrupt<I: Interrupt>(&self, value: I) -> Result<I::Resume, ToolError> {
         match &self.node {
             Some(node) => Ok(node.interrupt(value).await?),

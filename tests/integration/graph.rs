@@ -150,6 +150,58 @@ async fn a_route_to_an_undeclared_target_fails_the_run() {
 }
 
 #[tokio::test]
+async fn routers_return_a_node_handle_or_end_as_they_are() {
+    let mut g = StateGraph::<Flow>::new();
+    let inc = g.add_node("inc", |s: Arc<Flow>, _| async move {
+        Ok(FlowUpdate::default()
+            .step(s.step + 1)
+            .log(vec![format!("inc{}", s.step + 1)]))
+    });
+    let check = g.add_node("check", |_, _| async { Ok(log("check")) });
+    let done = g.add_node("done", |_, _| async { Ok(log("done")) });
+    g.add_edge(START, inc);
+    // A node handle, as it is.
+    g.add_conditional_edges_to(inc, [check], move |_: &Flow| check);
+    // A node or END: `None` is END; the declared targets mix handles and END.
+    g.add_conditional_edges_to(
+        check,
+        (inc, END),
+        move |s: &Flow| {
+            if s.step < 3 { Some(inc) } else { None }
+        },
+    );
+    g.add_edge(START, done);
+    // END, as it is.
+    g.add_conditional_edges(done, |_: &Flow| END);
+    let app = g.compile().build().unwrap();
+    let out = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.values.log,
+        ["inc1", "done", "check", "inc2", "check", "inc3", "check"]
+    );
+
+    // `None` is a route to END, so END must be declared like any target.
+    let mut g = StateGraph::<Flow>::new();
+    let a = g.add_node("a", |_, _| async { Ok(()) });
+    let b = g.add_node("b", |_, _| async { Ok(()) });
+    g.add_edge(START, a);
+    g.add_conditional_edges_to(a, [b], move |s: &Flow| (s.step > 0).then_some(b));
+    g.add_edge(b, END);
+    let app = g.compile().build().unwrap();
+    let err = app
+        .invoke(Flow::default(), &RunConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::InvalidRoute { from, to, .. } if from == "a" && to == "END"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn command_goto_from_a_node_must_be_declared() {
     let mut g = StateGraph::<Flow>::new();
     let b = g.add_node("b", |_, _| async { Ok(log("b")) });

@@ -74,7 +74,7 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
     });
     let assertions = f.params.iter().map(|param| {
         let ty = &param.ty;
-        quote_spanned!(ty.span()=> const _: () = #p::assert_tool_arg::<#ty>();)
+        quote_spanned!(ty.span()=> const _: () = #p::assert_tool_param::<#ty>();)
     });
     let param_idents: Vec<_> = f.params.iter().map(|p| &p.ident).collect();
     let call_args = f.call_args.iter().map(|a| match a {

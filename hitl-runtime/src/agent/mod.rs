@@ -21,9 +21,14 @@
 //! (checkpoints, interrupts, history, time travel, streaming) applies. Its nodes:
 //! `model`, `tools` (one task per tool call, so a finished call never runs again), and
 //! one node per middleware node hook. A model turn without tool calls ends the run.
+//!
+//! Reviews speak LangChain's wire format, with a few additions (an `args_schema` per
+//! reviewed tool, description templates, a resume schema): see [`wire_format`].
 
 mod hitl;
 mod middleware;
+#[doc = include_str!("../docs/wire_format.md")]
+pub mod wire_format {}
 mod model;
 mod nodes;
 #[cfg(feature = "openai")]

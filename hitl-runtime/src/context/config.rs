@@ -61,6 +61,43 @@ impl RunConfig {
 
     /// Points at a checkpoint: `get_state` reads it, and `invoke(None, ..)` from an
     /// older checkpoint forks the thread there (time travel).
+    ///
+    /// The fork copies the older checkpoint as the thread's new head and runs from it;
+    /// the old branch stays in the history. Answers given after that checkpoint are
+    /// not reused, so interrupts fire again.
+    ///
+    /// ```
+    /// # use hitl_runtime::{StateGraph, START, END, State, InMemorySaver, RunConfig};
+    /// # use serde::{Serialize, Deserialize};
+    /// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # struct Flow { #[state(reducer = append)] log: Vec<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hitl_runtime::checkpoint::CheckpointSource;
+    ///
+    /// let mut g = StateGraph::<Flow>::new();
+    /// let a = g.add_node("a", |_, _| async { Ok(FlowUpdate::default().log(vec!["a".into()])) });
+    /// let b = g.add_node("b", |_, _| async { Ok(FlowUpdate::default().log(vec!["b".into()])) });
+    /// g.add_edge(START, a);
+    /// g.add_edge(a, b);
+    /// g.add_edge(b, END);
+    /// let app = g.compile().checkpointer(InMemorySaver::new()).build()?;
+    /// let cfg = RunConfig::thread("travel");
+    /// app.invoke(Flow::default(), &cfg).await?;
+    ///
+    /// // Back to the checkpoint before `b` ran, and run `b` again from there.
+    /// let history = app.get_state_history(&cfg).await?;
+    /// let before_b = history.iter().find(|s| s.next == ["b"]).unwrap().checkpoint_id;
+    /// let out = app.invoke(None, &cfg.clone().at_checkpoint(before_b)).await?;
+    /// assert_eq!(out.values.log, ["a", "b"]);
+    ///
+    /// // The fork is in the history, after the first branch.
+    /// let history = app.get_state_history(&cfg).await?;
+    /// assert_eq!(history.len(), 5);
+    /// assert_eq!(history[1].source, CheckpointSource::Fork);
+    /// assert_eq!(history[1].parent_checkpoint_id, Some(before_b));
+    /// # Ok(()) }
+    /// ```
     pub fn at_checkpoint(mut self, id: CheckpointId) -> Self {
         self.checkpoint_id = Some(id);
         self

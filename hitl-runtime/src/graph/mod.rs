@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 
 pub use command::Command;
 pub(crate) use command::Resume;
-pub use route::{EdgeSource, EdgeTarget, Goto, NodeOutput, Route, SendTo};
+pub use route::{EdgeSource, EdgeTarget, EdgeTargets, Goto, NodeOutput, Route, SendTo};
 pub(crate) use topology::{NodeSpec, Topology};
 
 use crate::context::NodeContext;
@@ -186,6 +186,40 @@ impl<S: State> StateGraph<S> {
 
     /// After `from` runs, call `route` on the updated state to decide where to go.
     ///
+    /// `route` returns a node handle, [`END`], `Option<NodeHandle>` (`None` is `END`), a
+    /// [`SendTo`] or `Vec<SendTo>` (fan-out), a [`Goto`], or a [`Route`]
+    /// ([`Route::many`]: several places at once). The common router, "this node or
+    /// `END`", is a closure returning `Option`:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use hitl_runtime::{StateGraph, START, END, State};
+    /// # use serde::{Serialize, Deserialize};
+    /// #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+    /// struct Draft {
+    ///     words: u32,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut g = StateGraph::<Draft>::new();
+    /// let write = g.add_node("write", |s: Arc<Draft>, _| async move {
+    ///     Ok(DraftUpdate::default().words(s.words + 100))
+    /// });
+    /// g.add_edge(START, write);
+    /// // Write again until the draft has 300 words, then end.
+    /// g.add_conditional_edges(write, move |s: &Draft| {
+    ///     if s.words < 300 { Some(write) } else { None }
+    /// });
+    /// let app = g.compile().build().unwrap();
+    /// let out = app.invoke(Draft::default(), &Default::default()).await.unwrap();
+    /// assert_eq!(out.values.words, 300);
+    /// # }
+    /// ```
+    ///
+    /// A router with one kind of answer returns it as is: `move |_: &Draft| review`,
+    /// `|_: &Draft| END`, `move |s: &Draft| s.items.iter().map(|i| SendTo::new(work,
+    /// i)).collect::<Vec<_>>()`.
+    ///
     /// The targets are not declared, so any node counts as reachable from here when
     /// the graph is validated. Prefer [`add_conditional_edges_to`](Self::add_conditional_edges_to).
     pub fn add_conditional_edges<F, R>(&mut self, from: impl Into<EdgeSource<S>>, route: F)
@@ -197,20 +231,37 @@ impl<S: State> StateGraph<S> {
     }
 
     /// Like [`add_conditional_edges`](Self::add_conditional_edges), declaring every
-    /// place `route` may go. A route anywhere else fails the run.
-    pub fn add_conditional_edges_to<F, R, T>(
+    /// place `route` may go: an array of node handles, or a tuple that may mix them
+    /// with [`END`] ([`EdgeTargets`]). A route anywhere else fails the run.
+    ///
+    /// ```
+    /// # use hitl_runtime::{StateGraph, START, END, State};
+    /// # use serde::{Serialize, Deserialize};
+    /// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # struct Doc { approved: bool }
+    /// let mut g = StateGraph::<Doc>::new();
+    /// let review = g.add_node("review", |_, _| async { Ok(()) });
+    /// let publish = g.add_node("publish", |_, _| async { Ok(()) });
+    /// g.add_edge(START, review);
+    /// g.add_conditional_edges_to(review, (publish, END), move |s: &Doc| {
+    ///     s.approved.then_some(publish)
+    /// });
+    /// g.add_edge(publish, END);
+    /// assert!(g.compile().build().is_ok());
+    /// ```
+    pub fn add_conditional_edges_to<F, R>(
         &mut self,
         from: impl Into<EdgeSource<S>>,
-        targets: impl IntoIterator<Item = T>,
+        targets: impl EdgeTargets<S>,
         route: F,
     ) where
         F: Fn(&S) -> R + Send + Sync + 'static,
         R: Into<Route<S>>,
-        T: Into<EdgeTarget<S>>,
     {
         let targets: Vec<Target> = targets
+            .into_targets()
             .into_iter()
-            .filter_map(|t| self.target(t.into()))
+            .filter_map(|t| self.target(t))
             .collect();
         self.push_conditional(from.into(), Some(targets), route);
     }

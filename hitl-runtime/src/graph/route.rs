@@ -98,6 +98,11 @@ impl<S> From<End> for Goto<S> {
 }
 
 /// What a conditional edge returns: zero or more places to go.
+///
+/// A router rarely names this type: it returns a [`NodeHandle`], [`END`](crate::END), an
+/// `Option<NodeHandle>` (`None` is `END`), a [`SendTo`], a `Vec<SendTo>` or a [`Goto`],
+/// and [`StateGraph::add_conditional_edges`](crate::StateGraph::add_conditional_edges)
+/// converts it. Build one for several places at once ([`Route::many`]).
 pub struct Route<S>(pub(crate) Vec<Goto<S>>);
 
 impl<S> Route<S> {
@@ -135,6 +140,13 @@ impl<S> From<NodeHandle<S>> for Route<S> {
 impl<S> From<End> for Route<S> {
     fn from(_: End) -> Self {
         Route::end()
+    }
+}
+/// `Some(node)` goes to `node`; `None` ends the run from here, like [`END`](crate::END):
+/// `move |s: &Flow| (!s.done).then_some(next)`.
+impl<S> From<Option<NodeHandle<S>>> for Route<S> {
+    fn from(node: Option<NodeHandle<S>>) -> Self {
+        node.map_or_else(Route::end, Route::to)
     }
 }
 impl<S> From<SendTo<S>> for Route<S> {
@@ -273,3 +285,42 @@ impl<S> From<NodeHandle<S>> for EdgeTarget<S> {
         EdgeTarget::Node(h)
     }
 }
+
+/// The places a conditional edge declares it may go
+/// ([`StateGraph::add_conditional_edges_to`](crate::StateGraph::add_conditional_edges_to)):
+/// an array or `Vec` of node handles (or of [`EdgeTarget`]s), or a tuple mixing node
+/// handles and [`END`](crate::END): `(publish, END)`.
+pub trait EdgeTargets<S> {
+    /// The targets, in order.
+    fn into_targets(self) -> Vec<EdgeTarget<S>>;
+}
+
+impl<S, T: Into<EdgeTarget<S>>, const N: usize> EdgeTargets<S> for [T; N] {
+    fn into_targets(self) -> Vec<EdgeTarget<S>> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+impl<S, T: Into<EdgeTarget<S>>> EdgeTargets<S> for Vec<T> {
+    fn into_targets(self) -> Vec<EdgeTarget<S>> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+macro_rules! tuple_targets {
+    ($($t:ident),+) => {
+        impl<S, $($t: Into<EdgeTarget<S>>),+> EdgeTargets<S> for ($($t,)+) {
+            #[allow(non_snake_case)]
+            fn into_targets(self) -> Vec<EdgeTarget<S>> {
+                let ($($t,)+) = self;
+                vec![$($t.into()),+]
+            }
+        }
+    };
+}
+tuple_targets!(A);
+tuple_targets!(A, B);
+tuple_targets!(A, B, C);
+tuple_targets!(A, B, C, D);
+tuple_targets!(A, B, C, D, E);
+tuple_targets!(A, B, C, D, E, F);

@@ -300,6 +300,39 @@ impl<S: State> CompiledGraph<S> {
     }
 
     /// Every checkpoint of the thread, newest first, across all branches.
+    ///
+    /// ```
+    /// # use hitl_runtime::{StateGraph, START, END, State, InMemorySaver, RunConfig};
+    /// # use serde::{Serialize, Deserialize};
+    /// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # struct Flow { #[state(reducer = append)] log: Vec<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hitl_runtime::checkpoint::CheckpointSource;
+    ///
+    /// let mut g = StateGraph::<Flow>::new();
+    /// let a = g.add_node("a", |_, _| async { Ok(FlowUpdate::default().log(vec!["a".into()])) });
+    /// let b = g.add_node("b", |_, _| async { Ok(FlowUpdate::default().log(vec!["b".into()])) });
+    /// g.add_edge(START, a);
+    /// g.add_edge(a, b);
+    /// g.add_edge(b, END);
+    /// let app = g.compile().checkpointer(InMemorySaver::new()).build()?;
+    /// let cfg = RunConfig::thread("history");
+    /// app.invoke(Flow::default(), &cfg).await?;
+    ///
+    /// // The input, then one checkpoint per superstep; newest first.
+    /// let history = app.get_state_history(&cfg).await?;
+    /// let seen: Vec<_> = history.iter().map(|s| (s.source, s.values.log.len(), s.next.clone())).collect();
+    /// assert_eq!(seen, [
+    ///     (CheckpointSource::Loop, 2, vec![]),
+    ///     (CheckpointSource::Loop, 1, vec!["b".to_string()]),
+    ///     (CheckpointSource::Input, 0, vec!["a".to_string()]),
+    /// ]);
+    /// // Each snapshot's `config` points at it: pass it to `get_state`, or to
+    /// // `invoke(None, ..)` to travel back (see `RunConfig::at_checkpoint`).
+    /// assert_eq!(history[1].config.checkpoint_id(), Some(history[1].checkpoint_id));
+    /// # Ok(()) }
+    /// ```
     pub async fn get_state_history(
         &self,
         cfg: &RunConfig,
@@ -339,6 +372,43 @@ impl<S: State> CompiledGraph<S> {
     /// the next tasks are that node's routes. Without `as_node`, the scheduled tasks
     /// stay as they were (pending ones run again, with new interrupt ids). Returns a
     /// config pointing at the new checkpoint.
+    ///
+    /// Here a human writes the answer of a paused node in its place:
+    ///
+    /// ```
+    /// # use hitl_runtime::{StateGraph, START, END, State, InMemorySaver, RunConfig};
+    /// # use serde::{Serialize, Deserialize};
+    /// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+    /// # struct Flow { #[state(reducer = append)] log: Vec<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hitl_runtime::NodeContext;
+    /// use serde_json::json;
+    ///
+    /// let mut g = StateGraph::<Flow>::new();
+    /// let ask = g.add_node("ask", |_, cx: NodeContext| async move {
+    ///     let name = cx.interrupt(json!("Whom should I greet?")).await?;
+    ///     Ok(FlowUpdate::default().log(vec![format!("hello {name}")]))
+    /// });
+    /// let done = g.add_node("done", |_, _| async { Ok(FlowUpdate::default().log(vec!["done".into()])) });
+    /// g.add_edge(START, ask);
+    /// g.add_edge(ask, done);
+    /// g.add_edge(done, END);
+    /// let app = g.compile().checkpointer(InMemorySaver::new()).build()?;
+    /// let cfg = RunConfig::thread("update");
+    /// assert!(app.invoke(Flow::default(), &cfg).await?.is_interrupted());
+    ///
+    /// // As if `ask` had returned this: its interrupt is dropped, `done` is next.
+    /// let update = FlowUpdate::default().log(vec!["written by hand".into()]);
+    /// app.update_state(&cfg, update, Some(ask)).await?;
+    /// let state = app.get_state(&cfg).await?;
+    /// assert_eq!(state.next, ["done"]);
+    /// assert!(state.interrupts.is_empty());
+    ///
+    /// let out = app.invoke(None, &cfg).await?;
+    /// assert_eq!(out.values.log, ["written by hand", "done"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn update_state(
         &self,
         cfg: &RunConfig,

@@ -108,12 +108,12 @@ fn the_published_schema_agrees_with_the_validator() {
 }
 
 #[test]
-fn default_descriptions_and_reject_texts_are_deterministic() {
+fn default_descriptions_and_reject_texts_are_langchains() {
     let hitl = HumanInTheLoop::from_tools();
     let call = ToolCall::new("send_email", json!({"to": "a", "body": "b"}), "c1");
     assert_eq!(
         hitl.describe(&call, &InterruptPolicy::all()),
-        "Tool execution requires approval\n\nTool: send_email\nArgs: {\"body\":\"b\",\"to\":\"a\"}"
+        "Tool execution requires approval\n\nTool: send_email\nArgs: {'body': 'b', 'to': 'a'}"
     );
     assert_eq!(
         reject_text("send_email", "c1", Some("no")),

@@ -51,11 +51,36 @@ pub enum PgDurability {
 /// moves by compare-and-set, so two workers never fork it silently.
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), hitl_runtime::CheckpointError> {
-/// use hitl_runtime::checkpoint::PostgresSaver;
-/// let saver = PostgresSaver::connect("postgres://app@db/app").await?;   // runs migrations
+/// # use hitl_runtime::{tool, tools, Command, Message, RunConfig, ToolError};
+/// # use hitl_runtime::agent::{create_agent, HumanInTheLoop, ChatModel};
+/// # /// Delete a file.
+/// # #[tool(interrupt(allowed = [approve, reject]))]
+/// # async fn delete_file(path: String) -> Result<String, ToolError> { Ok(path) }
+/// # async fn worker(model: impl ChatModel) -> Result<(), Box<dyn std::error::Error>> {
+/// use hitl_runtime::checkpoint::{PgDurability, PostgresSaver};
+///
+/// // Connects and runs the migrations.
+/// let saver = PostgresSaver::builder("postgres://app@db/app")
+///     .schema("agents")                      // default `public`
+///     .pool_size(16)                         // default 8
+///     .durability(PgDurability::RunEnd)      // the default
+///     .connect()
+///     .await?;
+/// let agent = create_agent(model)
+///     .tools(tools![delete_file])
+///     .middleware(HumanInTheLoop::from_tools())
+///     .checkpointer(saver)
+///     .build()?;
+///
+/// // Worker A pauses the thread; worker B, another process on the same database,
+/// // resumes it. A second runner of a busy thread gets `RunError::ThreadBusy`.
+/// let cfg = RunConfig::thread("ticket-7");
+/// agent.invoke(Message::user("Delete old.txt"), &cfg).await?;
+/// agent.invoke(Command::resume(serde_json::json!({"decisions": [{"type": "approve"}]})), &cfg).await?;
 /// # Ok(()) }
 /// ```
+///
+/// Or simply `PostgresSaver::connect(url).await?` with the defaults.
 #[derive(Clone)]
 pub struct PostgresSaver {
     pool: Pool,

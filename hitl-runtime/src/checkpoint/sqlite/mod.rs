@@ -50,6 +50,46 @@ pub enum SqliteDurability {
 ///
 /// Calls run on the calling task while holding the connection (SQLite calls take
 /// microseconds). Cloning shares the connection.
+///
+/// A thread paused in one process, resumed in another:
+///
+/// ```
+/// # use hitl_runtime::{StateGraph, START, END, State, NodeContext, RunConfig, Command, SqliteSaver};
+/// # use serde::{Serialize, Deserialize};
+/// # #[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Flow { #[state(reducer = append)] log: Vec<String> }
+/// use serde_json::json;
+///
+/// fn graph() -> StateGraph<Flow> {
+///     let mut g = StateGraph::<Flow>::new();
+///     let ship = g.add_node("ship", |_, cx: NodeContext| async move {
+///         let answer = cx.interrupt(json!("Ship order 42?")).await?;
+///         Ok(FlowUpdate::default().log(vec![format!("ship: {}", answer["ok"])]))
+///     });
+///     g.add_edge(START, ship);
+///     g.add_edge(ship, END);
+///     g
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join(format!("hitl-doc-{}.db", std::process::id()));
+/// let cfg = RunConfig::thread("order-42");
+/// {
+///     let app = graph().compile().checkpointer(SqliteSaver::open(&path).await?).build()?;
+///     assert!(app.invoke(Flow::default(), &cfg).await?.is_interrupted());
+/// } // the process may stop here: the pause is on disk
+///
+/// // Later, maybe in another process: the same file, the same thread.
+/// let app = graph().compile().checkpointer(SqliteSaver::open(&path).await?).build()?;
+/// let out = app.invoke(Command::resume(json!({"ok": true})), &cfg).await?;
+/// assert_eq!(out.values.log, ["ship: true"]);
+/// # drop(app);
+/// # for ext in ["", "-wal", "-shm"] {
+/// #     let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+/// # }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SqliteSaver {
     conn: Arc<Mutex<Connection>>,
