@@ -16,12 +16,15 @@
 //! Options: `--thread <id>` (resume or start that thread), `--message <text>` (what you
 //! ask the agent), `--auto approve|reject` (decide without asking), `--db <file>`,
 //! `--base-url <url>`, `--model <name>`, `--tool-choice auto|none|required|<tool>`
-//! (llama-cpp-python calls tools only with `--tool-choice auto`).
+//! (llama-cpp-python calls tools only with `--tool-choice auto`), `--record <file>`
+//! (save the model's turns and your answers as a fixture a test replays offline, see
+//! `examples/tests/recorded.rs`).
 
 use std::io::{BufRead, Write};
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use hitl_runtime::agent::{OpenAiModel, ToolChoice};
+use hitl_runtime::testing::Recorder;
 use hitl_runtime::{
     Command, Decision, Message, PendingInterrupt, RunConfig, RunError, SqliteSaver, validate_json,
 };
@@ -62,6 +65,10 @@ struct Args {
     /// (default: not sent).
     #[arg(long)]
     tool_choice: Option<String>,
+    /// Record the model's turns and the answers given into this file (a fixture for
+    /// `hitl_runtime::testing::Fixture`), written when the program ends or pauses.
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
 }
 
 /// The model the flags and the environment name, if any (else the scripted demo).
@@ -251,16 +258,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .exit()
     });
     let saver = SqliteSaver::open(&args.db).await?;
-    let agent = match model {
-        Some(model) => {
+    let recorder = Recorder::new();
+    let agent = match (model, &args.record) {
+        (Some(model), record) => {
             println!("model: {} ({})", model.model(), model.endpoint());
-            agent_with(model, saver)?
+            match record {
+                Some(_) => agent_with(recorder.model(model), saver)?,
+                None => agent_with(model, saver)?,
+            }
         }
-        None => {
+        (None, record) => {
             println!("model: scripted demo");
-            agent_with(scripted_model(), saver)?
+            match record {
+                Some(_) => agent_with(recorder.model(scripted_model()), saver)?,
+                None => agent_with(scripted_model(), saver)?,
+            }
         }
     };
+    let result = run(&agent, &args, &recorder).await;
+    if let Some(path) = &args.record {
+        recorder.save(path)?;
+        println!(
+            "Recorded the model's turns and the answers in {}.",
+            path.display()
+        );
+    }
+    result
+}
+
+async fn run(
+    agent: &hitl_runtime::agent::Agent,
+    args: &Args,
+    recorder: &Recorder,
+) -> Result<(), Box<dyn std::error::Error>> {
     let thread = args
         .thread
         .clone()
@@ -305,8 +335,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             return Ok(());
         };
-        match agent.invoke(Command::resume(answer), &cfg).await {
+        match agent.invoke(Command::resume(answer.clone()), &cfg).await {
             Ok(out) => {
+                recorder.answered(interrupt, &answer);
                 messages = out.values.messages.clone();
                 pending = out.interrupts;
             }

@@ -488,3 +488,92 @@ async fn a_recorded_run_replays_offline_with_the_same_transcript() {
     let err = hitl_runtime::testing::Fixture::load(&path).unwrap_err();
     assert!(err.to_string().contains("is not a hitl fixture"), "{err}");
 }
+
+/// The README's transfer-threshold test, as written there (the README compiles it but
+/// does not run it).
+mod readme {
+    use hitl_runtime::agent::create_agent;
+    use hitl_runtime::testing::{ScriptedModel, ScriptedReviewer, run_with_reviewer};
+    use hitl_runtime::{
+        InMemorySaver, Interrupt, Message, RunConfig, ToolCall, ToolContext, ToolError, tool, tools,
+    };
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    struct TransferDecision {
+        approved: bool,
+    }
+
+    #[derive(Serialize, Deserialize, Interrupt)]
+    #[interrupt(resume = TransferDecision)]
+    struct LargeTransfer {
+        amount: f64,
+        to: String,
+    }
+
+    /// Transfer money; over 1000 a human decides.
+    #[tool]
+    async fn transfer(cx: ToolContext, amount: f64, to: String) -> Result<String, ToolError> {
+        if amount > 1000.0
+            && !cx
+                .interrupt(LargeTransfer {
+                    amount,
+                    to: to.clone(),
+                })
+                .await?
+                .approved
+        {
+            return Ok(format!("Transfer to {to} cancelled by the reviewer"));
+        }
+        Ok(format!("Transferred {amount} to {to}"))
+    }
+
+    #[tokio::test]
+    async fn large_transfers_ask_a_human() {
+        let model = ScriptedModel::turns([
+            Message::assistant_with_tools(
+                "",
+                vec![
+                    ToolCall::of(
+                        TransferArgs {
+                            amount: 250.0,
+                            to: "alice".into(),
+                        },
+                        "t1",
+                    ),
+                    ToolCall::of(
+                        TransferArgs {
+                            amount: 20000.0,
+                            to: "eve".into(),
+                        },
+                        "t2",
+                    ),
+                ],
+            ),
+            Message::assistant("Paid alice; eve's transfer was cancelled."),
+        ]);
+        let agent = create_agent(model)
+            .tools(tools![transfer])
+            .checkpointer(InMemorySaver::new())
+            .build()
+            .unwrap();
+        let reviewer = ScriptedReviewer::new().answer_with(|t: LargeTransfer| TransferDecision {
+            approved: t.amount < 10_000.0,
+        });
+        let transcript = run_with_reviewer(&agent, "pay", &RunConfig::thread("t"), &reviewer)
+            .await
+            .unwrap();
+        insta::assert_snapshot!(transcript, @r#"
+        user: pay
+        ai:
+          call transfer {"amount":250.0,"to":"alice"}
+          call transfer {"amount":20000.0,"to":"eve"}
+        tool transfer: Transferred 250 to alice
+        interrupt LargeTransfer at tools: {"amount":20000.0,"to":"eve"}
+        decisions: answer LargeTransfer: {"approved":false}
+        tool transfer: Transfer to eve cancelled by the reviewer
+        ai: Paid alice; eve's transfer was cancelled.
+        "#);
+    }
+}
