@@ -5,7 +5,7 @@
 use hitl_runtime::agent::{Agent, ChatModel, HumanInTheLoop, create_agent};
 use hitl_runtime::message::AssistantMessage;
 use hitl_runtime::testing::ScriptedModel;
-use hitl_runtime::{Message, SqliteSaver, ToolCall, ToolError, tool, tools};
+use hitl_runtime::{Checkpointer, Message, ToolCall, ToolError, tool, tools};
 use serde_json::json;
 
 /// Read a file of the workspace.
@@ -98,7 +98,7 @@ pub(crate) fn scripted_model() -> ScriptedModel {
 /// The demo agent around `model`, with its threads in `saver`.
 pub(crate) fn agent_with(
     model: impl ChatModel,
-    saver: SqliteSaver,
+    saver: impl Checkpointer,
 ) -> Result<Agent, Box<dyn std::error::Error>> {
     Ok(create_agent(model)
         .system_prompt("You manage a small file workspace. Use the tools; risky actions are reviewed by a human.")

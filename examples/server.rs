@@ -10,14 +10,18 @@
 //! the multitask strategies.
 //!
 //! Options: `--port <n>` (default 2024), `--host <ip>` (default 127.0.0.1), `--db
-//! <file>` (threads, checkpoints and runs; default `hitl-server.db`), `--tokens
+//! <file>` (threads, checkpoints and runs; default `hitl-server.db`), `--postgres
+//! <url>` (instead of the file: checkpoints, records and the run queue on Postgres, so
+//! several server processes can share the work and take over each other's runs), `--tokens
 //! <file>` (require bearer tokens, listed in a JSON file: `{"tokens": [{"token":
 //! "...", "id": "alice", "roles": ["reviewer"]}]}`).
 
 use std::time::Duration;
 
 use clap::Parser;
-use hitl_runtime::{CompiledGraph, END, START, SqliteSaver, State, StateGraph};
+use hitl_runtime::{
+    Checkpointer, CompiledGraph, END, PostgresSaver, START, SqliteSaver, State, StateGraph,
+};
 use hitl_server::{BearerTokens, Server, Store};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +40,10 @@ struct Args {
     /// The SQLite file for threads, checkpoints and runs.
     #[arg(long, default_value = "hitl-server.db")]
     db: String,
+    /// A Postgres database for threads, checkpoints and runs, shared by every server
+    /// process started with it (instead of `--db`).
+    #[arg(long)]
+    postgres: Option<String>,
     /// A JSON file of bearer tokens; without it the server is open.
     #[arg(long)]
     tokens: Option<String>,
@@ -53,7 +61,7 @@ struct Slow {
 
 fn slow_graph(
     secs: u64,
-    saver: SqliteSaver,
+    saver: impl Checkpointer,
 ) -> Result<CompiledGraph<Slow>, Box<dyn std::error::Error>> {
     let mut g = StateGraph::<Slow>::new();
     let step = g.add_node("slow_step", move |_, _| async move {
@@ -68,13 +76,30 @@ fn slow_graph(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let saver = SqliteSaver::open(&args.db).await?;
-    let agent = agent_with(scripted_model(), saver.clone())?;
-    let slow = slow_graph(args.slow_secs, saver)?;
+    let (agent, slow, store, place) = match &args.postgres {
+        Some(url) => {
+            let saver = PostgresSaver::connect(url).await?;
+            (
+                agent_with(scripted_model(), saver.clone())?,
+                slow_graph(args.slow_secs, saver)?,
+                Store::postgres(url.as_str()).connect().await?,
+                "Postgres".to_owned(),
+            )
+        }
+        None => {
+            let saver = SqliteSaver::open(&args.db).await?;
+            (
+                agent_with(scripted_model(), saver.clone())?,
+                slow_graph(args.slow_secs, saver)?,
+                Store::sqlite(&args.db),
+                args.db.clone(),
+            )
+        }
+    };
     let mut builder = Server::builder()
         .graph("agent", agent)
         .graph("slow", slow)
-        .store(Store::sqlite(&args.db));
+        .store(store);
     if let Some(path) = &args.tokens {
         builder = builder.auth(BearerTokens::from_file(path)?);
     }
@@ -84,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "Serving graphs `agent` and `slow` at http://{} (threads in {}). Ctrl-C stops.",
         listener.local_addr()?,
-        args.db
+        place
     );
     server
         .serve_with_shutdown(listener, async {

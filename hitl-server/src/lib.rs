@@ -71,3 +71,5 @@ pub use store::{
     RunStatus, RunStore, SqliteRunStore, Store, ThreadPage, ThreadQuery, ThreadRecord, ThreadSort,
     ThreadStatus, ThreadUpdate,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PostgresQueue, PostgresRunStore, PostgresStoreBuilder};

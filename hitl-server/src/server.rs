@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) started_at: i64,
     admission: Vec<AsyncMutex<()>>,
     worker: OnceLock<()>,
+    sweeper: OnceLock<()>,
     pub(crate) me: Weak<Inner>,
 }
 
@@ -87,7 +88,48 @@ impl Inner {
     }
 
     /// Starts the worker that runs queued runs, once.
+    /// With a store shared by several processes: renews this process's runs every
+    /// third of the lease, takes over the runs of processes that stopped, and starts
+    /// queued runs whose wake-up was missed.
+    pub(crate) fn ensure_sweeper(&self) {
+        let Some(lease) = self.store.lease() else {
+            return;
+        };
+        self.sweeper.get_or_init(|| {
+            let me = self.me.clone();
+            let every = (lease / 3).max(std::time::Duration::from_millis(10));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = me.upgrade() else { break };
+                    if let Err(e) = inner.store.renew_leases().await {
+                        tracing::error!(error = %e, "could not renew the leases of this process's runs");
+                    }
+                    match inner.store.claim_orphans().await {
+                        Ok(runs) => {
+                            for run in runs {
+                                tokio::spawn(crate::runs::continue_orphan(inner.clone(), run));
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not look for runs of stopped processes"),
+                    }
+                    match inner.store.recover().await {
+                        Ok(recovery) => {
+                            for thread_id in recovery.pending_threads {
+                                crate::runs::start_next(&inner, &thread_id).await;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not look for queued runs"),
+                    }
+                }
+            });
+        });
+    }
+
     pub(crate) fn ensure_worker(&self) {
+        self.ensure_sweeper();
         self.worker.get_or_init(|| {
             let me = self.me.clone();
             let queue = self.queue.clone();
@@ -153,6 +195,7 @@ impl Server {
     /// [`serve`](Self::serve) calls it; call it yourself when you serve
     /// [`router`](Self::router) on your own.
     pub async fn recover(&self) -> Result<(), ServeError> {
+        self.inner.ensure_sweeper();
         let recovery = self.inner.store.recover().await?;
         for run in &recovery.failed {
             tracing::warn!(run = %run.run_id, thread = %run.thread_id, "a run was running when the server stopped; recorded as failed");
@@ -305,6 +348,7 @@ impl ServerBuilder {
                 .map(|_| AsyncMutex::new(()))
                 .collect(),
             worker: OnceLock::new(),
+            sweeper: OnceLock::new(),
             me: me.clone(),
         });
         Ok(Server { inner })

@@ -5,6 +5,10 @@
 //! Usage: `hitl-crash-worker sqlite <db file> <threads> <seed>` or
 //! `hitl-crash-worker postgres <url> <schema> <threads> <seed>`.
 //!
+//! The server crash test runs it as `hitl-crash-worker serve <url> <schema> <seed>`:
+//! the workload's agent behind hitl-server on Postgres (records, queue and run leases
+//! in `<schema>`), on a free port it prints on the first line of stdout.
+//!
 //! The lease race test also runs it as `hitl-crash-worker continue sqlite <db file>
 //! <dir> <thread>` or `... continue postgres <url> <schema> <dir> <thread>`: one
 //! `invoke(None)` of the race agent on that thread, printing `busy`, `done`, `paused`
@@ -134,6 +138,58 @@ async fn continue_once(saver: Arc<dyn Checkpointer>, dir: &str, thread: &str) {
     }
 }
 
+/// The Postgres side tables, created if missing.
+async fn pg_side(url: &str, schema: &str) -> PgSide {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+             CREATE TABLE IF NOT EXISTS \"{schema}\".side_attempts (key TEXT NOT NULL, tool TEXT NOT NULL, completed_before BOOLEAN NOT NULL);
+             CREATE TABLE IF NOT EXISTS \"{schema}\".side_effects (key TEXT PRIMARY KEY, tool TEXT NOT NULL, applied INTEGER NOT NULL);"
+        ))
+        .await
+        .unwrap();
+    PgSide(client, schema.to_owned())
+}
+
+/// Serves the workload's agent over HTTP until killed.
+async fn serve(url: &str, schema: &str, seed: u64) {
+    let saver: Arc<dyn Checkpointer> = Arc::new(
+        hitl_runtime::PostgresSaver::builder(url)
+            .schema(schema)
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let side = Side {
+        store: Arc::new(pg_side(url, schema).await),
+        saver: saver.clone(),
+        seed,
+    };
+    assert!(workload::SIDE.set(side).is_ok());
+    let store = hitl_server::Store::postgres(url)
+        .schema(schema)
+        // Longer than the agent's run lease (600 ms), so a run taken over finds its
+        // thread free.
+        .lease(std::time::Duration::from_millis(1200))
+        .connect()
+        .await
+        .unwrap();
+    let server = hitl_server::Server::builder()
+        .graph("agent", workload::agent(saver))
+        .store(store)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    server.serve(listener).await.unwrap();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -159,6 +215,9 @@ async fn main() {
             }
         }
         return;
+    }
+    if args.first().map(String::as_str) == Some("serve") {
+        return serve(&args[1], &args[2], args[3].parse().unwrap()).await;
     }
     match args.first().map(String::as_str) {
         Some("sqlite") => {
@@ -191,20 +250,9 @@ async fn main() {
                 .connect()
                 .await
                 .unwrap();
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS \"{schema}\".side_attempts (key TEXT NOT NULL, tool TEXT NOT NULL, completed_before BOOLEAN NOT NULL);
-                     CREATE TABLE IF NOT EXISTS \"{schema}\".side_effects (key TEXT PRIMARY KEY, tool TEXT NOT NULL, applied INTEGER NOT NULL);"
-                ))
-                .await
-                .unwrap();
             drive(
                 Arc::new(saver),
-                Arc::new(PgSide(client, schema.clone())),
+                Arc::new(pg_side(url, schema).await),
                 threads,
                 seed,
             )

@@ -9,7 +9,7 @@
 
 #[path = "../crash/workload.rs"]
 #[allow(dead_code)]
-mod workload;
+pub(crate) mod workload;
 
 use std::collections::HashMap;
 use std::process::{Command as Process, Stdio};
@@ -26,9 +26,9 @@ use serde_json::json;
 use crate::agent::{Ran, send_email};
 use crate::pg::{PgSchemas, url};
 
-struct Stats {
-    kills: usize,
-    starts: usize,
+pub(crate) struct Stats {
+    pub(crate) kills: usize,
+    pub(crate) starts: usize,
 }
 
 /// Runs the worker, killing it at random moments, until it finishes on its own.
@@ -77,22 +77,40 @@ fn run_with_kills(args: &[String], max_kills: usize, budget: Duration) -> Stats 
 }
 
 /// What the side tables hold: per key, the attempts and whether its effect applied.
-struct Side {
-    attempts: HashMap<String, (String, usize, usize)>,
-    effects: HashMap<String, (String, i64)>,
+pub(crate) struct Side {
+    pub(crate) attempts: HashMap<String, (String, usize, usize)>,
+    pub(crate) effects: HashMap<String, (String, i64)>,
 }
 
-async fn check(
+pub(crate) async fn check(
     saver: Arc<dyn Checkpointer>,
     side: Side,
     threads: usize,
     stats: &Stats,
     name: &str,
 ) {
+    let names: Vec<String> = (0..threads).map(workload::thread_name).collect();
+    check_threads(saver, side, &names, stats, name).await;
+}
+
+/// [`check`] for threads with these ids (thread `i` is the workload's thread `i`).
+pub(crate) async fn check_threads(
+    saver: Arc<dyn Checkpointer>,
+    side: Side,
+    names: &[String],
+    stats: &Stats,
+    name: &str,
+) {
+    let threads = names.len();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     let agent = workload::agent(saver);
-    for i in 0..threads {
+    for (i, thread) in names.iter().enumerate() {
         let state = agent
-            .get_state(&RunConfig::thread(workload::thread_name(i)))
+            .get_state(&RunConfig::thread(thread.clone()))
             .await
             .unwrap();
         assert!(state.next.is_empty(), "thread {i} finished");
@@ -108,8 +126,8 @@ async fn check(
         let thread = key.split('/').next().unwrap().to_owned();
         *effects_by_call.entry((thread, tool.clone())).or_default() += 1;
     }
-    for i in 0..threads {
-        let thread = workload::thread_name(i);
+    for (i, thread) in names.iter().enumerate() {
+        let thread = thread.clone();
         for tool in ["send_email", "charge", "log_event"] {
             let expected = usize::from(tool != "charge" || workload::charge_approved(i));
             let got = effects_by_call
@@ -129,9 +147,7 @@ async fn check(
         total += attempts;
         reruns += attempts - 1;
         reruns_after_result += after_result;
-        let thread: usize = key.split('/').next().unwrap()["order-".len()..]
-            .parse()
-            .unwrap();
+        let thread = index[key.split('/').next().unwrap()];
         assert!(
             tool != "charge" || workload::charge_approved(thread),
             "{key}: a rejected call ran"

@@ -10,6 +10,7 @@ mod graph;
 mod interrupts;
 mod openai;
 mod pg;
+mod server_crash;
 mod smoke;
 mod state_api;
 mod storage;

@@ -170,10 +170,19 @@ pub(crate) async fn join(
     State(inner): App,
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let run = load_run(&inner, &thread_id, &run_id).await?;
+    let mut run = load_run(&inner, &thread_id, &run_id).await?;
     let headers = locations(&run.thread_id, &run.run_id, "/join");
     if let Some(live) = inner.lives.get(&run.run_id) {
         return Ok(awaited(headers, live));
+    }
+    // Run by another process sharing the store: wait for its record to end.
+    while run.status.is_active() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Some(live) = inner.lives.get(&run.run_id) {
+            // Taken over by this process meanwhile.
+            return Ok(awaited(headers, live));
+        }
+        run = load_run(&inner, &thread_id, &run_id).await?;
     }
     let t = load(&inner, &run.thread_id).await?;
     let state = match inner.graph(&run.graph_id) {

@@ -207,19 +207,8 @@ pub(crate) async fn admit(
     let live = Live::new(&run.run_id, spec.resumable);
     let cfg = run_config(&run, &spec, &live);
 
-    // A command on a free thread starts now: the runtime validates a resume before it
-    // stores anything, and its first event says the answers were accepted.
-    let mut started = None;
-    if idle && matches!(spec.input, JsonInput::Command(_)) {
-        let mut stream = reg.graph.stream(spec.input.clone(), &cfg, &spec.options)?;
-        let prelude = match stream.next().await {
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(first)) => vec![first],
-            None => Vec::new(),
-        };
-        started = Some((stream, prelude));
-    }
-
+    // The run is recorded before anything runs: a process that dies after the runtime
+    // stored a resume's answers leaves a run that another process continues.
     let admission = inner
         .store
         .insert_run(
@@ -231,6 +220,32 @@ pub(crate) async fn admit(
             },
         )
         .await?;
+    if admission == Admission::Busy {
+        return Err(ApiError::busy());
+    }
+    // A command on a free thread starts now: the runtime validates a resume before it
+    // stores anything, and its first event says the answers were accepted. A refused
+    // one leaves no run behind.
+    let mut started = None;
+    if admission == Admission::Started && matches!(spec.input, JsonInput::Command(_)) {
+        let first = async {
+            let mut stream = reg.graph.stream(spec.input.clone(), &cfg, &spec.options)?;
+            let prelude = match stream.next().await {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(first)) => vec![first],
+                None => Vec::new(),
+            };
+            Ok((stream, prelude))
+        }
+        .await;
+        match first {
+            Ok(s) => started = Some(s),
+            Err(e) => {
+                inner.store.delete_run(&run.run_id).await?;
+                return Err(e.into());
+            }
+        }
+    }
     let run = match admission {
         Admission::Busy => return Err(ApiError::busy()),
         Admission::Started => RunRecord {
@@ -284,69 +299,132 @@ pub(crate) async fn start_next(inner: &Arc<Inner>, thread_id: &str) {
             return;
         }
     };
-    let resumable = run
-        .kwargs
+    let live = inner.lives.ensure(&run.run_id, resumable(&run));
+    match prepare(inner, &run, &live).await {
+        Ok(exec) => supervise(inner.clone(), live, exec, None),
+        Err(e) => fail_unstarted(inner, &run, &live, &e).await,
+    }
+}
+
+fn resumable(run: &RunRecord) -> bool {
+    run.kwargs
         .get("resumable")
         .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let live = inner.lives.ensure(&run.run_id, resumable);
-    let prepared = async {
-        let reg = inner.graph(&run.graph_id).ok_or_else(|| {
-            ApiError::Internal(format!(
-                "graph `{}` is no longer registered on this server",
-                run.graph_id
-            ))
-        })?;
-        let spec = RunSpec::from_kwargs(reg, &run.kwargs)?;
-        let before = head_of(&*reg.graph, thread_id)
-            .await?
-            .map(|s| s.checkpoint_id);
-        inner
-            .store
-            .update_thread(
-                thread_id,
-                ThreadUpdate::default().status(ThreadStatus::Busy),
-            )
-            .await?;
-        Ok::<_, ApiError>(Exec {
-            graph_id: reg.graph_id.clone(),
-            assistant_id: reg.assistant_id.clone(),
-            graph: reg.graph.clone(),
-            cfg: run_config(&run, &spec, &live),
-            run_id: run.run_id.clone(),
-            thread_id: thread_id.to_owned(),
-            spec,
-            before,
-        })
+        .unwrap_or(false)
+}
+
+/// What a worker needs to drive a claimed run; the thread is recorded as busy.
+async fn prepare(inner: &Arc<Inner>, run: &RunRecord, live: &Live) -> Result<Exec, ApiError> {
+    let reg = inner.graph(&run.graph_id).ok_or_else(|| {
+        ApiError::Internal(format!(
+            "graph `{}` is no longer registered on this server",
+            run.graph_id
+        ))
+    })?;
+    let spec = RunSpec::from_kwargs(reg, &run.kwargs)?;
+    let before = head_of(&*reg.graph, &run.thread_id)
+        .await?
+        .map(|s| s.checkpoint_id);
+    inner
+        .store
+        .update_thread(
+            &run.thread_id,
+            ThreadUpdate::default().status(ThreadStatus::Busy),
+        )
+        .await?;
+    Ok(Exec {
+        graph_id: reg.graph_id.clone(),
+        assistant_id: reg.assistant_id.clone(),
+        graph: reg.graph.clone(),
+        cfg: run_config(run, &spec, live),
+        run_id: run.run_id.clone(),
+        thread_id: run.thread_id.clone(),
+        spec,
+        before,
+    })
+}
+
+/// A claimed run that cannot start fails, and the thread's next run may go.
+async fn fail_unstarted(inner: &Arc<Inner>, run: &RunRecord, live: &Live, e: &ApiError) {
+    live.push("metadata", &json!({"run_id": run.run_id, "attempt": 1}));
+    let error = json!({"error": "InvalidRun", "message": e.to_string()});
+    live.push("error", &error);
+    if let Err(e) = inner
+        .store
+        .set_run_status(&run.run_id, RunStatus::Error)
+        .await
+    {
+        tracing::error!(run = %run.run_id, error = %e, "could not record a run's failure");
     }
+    settle_thread(
+        inner,
+        &run.thread_id,
+        &run.run_id,
+        ThreadStatus::Error,
+        Some(error.clone()),
+    )
     .await;
-    match prepared {
-        Ok(exec) => supervise(inner.clone(), live, exec, None),
-        Err(e) => {
-            // The run cannot start: it fails, and the next one may go.
-            live.push("metadata", &json!({"run_id": run.run_id, "attempt": 1}));
-            let error = json!({"error": "InvalidRun", "message": e.to_string()});
-            live.push("error", &error);
-            if let Err(e) = inner
-                .store
-                .set_run_status(&run.run_id, RunStatus::Error)
-                .await
+    live.finish(Ending {
+        body: json!({ "__error__": error }),
+    });
+    inner.lives.ended(&run.run_id);
+    let _ = inner.queue.wake(&run.thread_id).await;
+}
+
+/// Continues a run whose process stopped (taken over with
+/// [`RunStore::claim_orphans`](crate::RunStore::claim_orphans)) from its thread's last
+/// checkpoint: what the run already wrote is not done again, and tool calls that
+/// finished are not run again. A run that had not written anything yet starts with
+/// its own input; a resume whose answers were already stored continues instead.
+pub(crate) async fn continue_orphan(inner: Arc<Inner>, run: RunRecord) {
+    tracing::warn!(run = %run.run_id, thread = %run.thread_id, "taking over a run whose process stopped");
+    let live = inner.lives.ensure(&run.run_id, resumable(&run));
+    let mut exec = match prepare(&inner, &run, &live).await {
+        Ok(exec) => exec,
+        Err(e) => return fail_unstarted(&inner, &run, &live, &e).await,
+    };
+    let wrote = match exec
+        .graph
+        .state(&RunConfig::thread(run.thread_id.clone()))
+        .await
+    {
+        Ok(Some(head)) => head.metadata.get("run_id") == Some(&json!(run.run_id)),
+        _ => false,
+    };
+    if wrote {
+        exec.spec.input = JsonInput::Continue;
+    }
+    // The dead process may still hold the thread's run lease for a while.
+    let patience = inner.store.lease().unwrap_or_default() * 4 + std::time::Duration::from_secs(5);
+    let started_at = std::time::Instant::now();
+    loop {
+        let attempt = async {
+            let mut stream =
+                exec.graph
+                    .stream(exec.spec.input.clone(), &exec.cfg, &exec.spec.options)?;
+            let prelude = match stream.next().await {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(first)) => vec![first],
+                None => Vec::new(),
+            };
+            Ok((stream, prelude))
+        }
+        .await;
+        match attempt {
+            Ok(started) => return supervise(inner.clone(), live, exec, Some(started)),
+            Err(CallError::Run(RunError::Resume(_)))
+                if !matches!(exec.spec.input, JsonInput::Continue) =>
             {
-                tracing::error!(run = %run.run_id, error = %e, "could not record a run's failure");
+                // Its answers were stored before the process stopped.
+                exec.spec.input = JsonInput::Continue;
             }
-            settle_thread(
-                inner,
-                thread_id,
-                &run.run_id,
-                ThreadStatus::Error,
-                Some(error.clone()),
-            )
-            .await;
-            live.finish(Ending {
-                body: json!({ "__error__": error }),
-            });
-            inner.lives.ended(&run.run_id);
-            let _ = inner.queue.wake(thread_id).await;
+            Err(CallError::Run(RunError::ThreadBusy { .. })) if started_at.elapsed() < patience => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                return fail_unstarted(&inner, &run, &live, &e).await;
+            }
         }
     }
 }
@@ -502,6 +580,9 @@ async fn conclude(
             )
         }
     };
+    // The thread first: a process that dies in between leaves the run running, and
+    // the process that takes it over finds nothing left to do and settles both.
+    settle_thread(inner, thread_id, &exec.run_id, thread_status, error).await;
     let stored = match run_status {
         Some(s) => inner.store.set_run_status(&exec.run_id, s).await,
         None => inner.store.delete_run(&exec.run_id).await,
@@ -509,7 +590,6 @@ async fn conclude(
     if let Err(e) = stored {
         tracing::error!(run = %exec.run_id, error = %e, "could not record the end of a run");
     }
-    settle_thread(inner, thread_id, &exec.run_id, thread_status, error).await;
     if run_status.is_some() {
         inner.lives.ended(&exec.run_id);
     } else {

@@ -12,6 +12,10 @@
 //!   queue sends `NOTIFY` in [`RunQueue::wake`] and `LISTEN`s in
 //!   [`RunQueue::next_wake`].
 
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_queue;
 mod sqlite;
 
 use std::fmt;
@@ -23,6 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresRunStore, PostgresStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use postgres_queue::PostgresQueue;
 pub use sqlite::SqliteRunStore;
 pub(crate) use sqlite::contains as json_contains;
 
@@ -424,8 +432,29 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
     async fn claim_next(&self, thread_id: &str) -> Result<Option<RunRecord>, StoreError>;
 
     /// At startup: runs left running by a server that stopped are recorded as failed
-    /// (their threads get status `error`); threads with pending runs are listed.
+    /// (their threads get status `error`); threads with pending runs are listed. A
+    /// store shared by several processes fails nothing here: it takes over the runs of
+    /// dead processes with [`claim_orphans`](Self::claim_orphans) instead.
     async fn recover(&self) -> Result<Recovery, StoreError>;
+
+    /// How long a run stays claimed by a process that stopped renewing it, for a store
+    /// shared by several processes; `None` (the default) for a store one process owns.
+    /// The server then renews its runs every third of it and takes over the runs of
+    /// processes that stopped.
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Extends the lease of every run this process is running.
+    async fn renew_leases(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Takes over the running runs whose lease ran out (their process stopped) and
+    /// returns them, to be continued from their thread's last checkpoint.
+    async fn claim_orphans(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Wakes workers when a thread may have a run to start.
