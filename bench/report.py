@@ -67,6 +67,10 @@ def long_windows(runs):
     return first, last
 
 
+HTTP_BEGIN = "<!-- http: written by bench/http/compare.sh -->"
+HTTP_END = "<!-- /http -->"
+
+
 def main():
     results, out_md, out_svg = sys.argv[1:4]
     machine = sys.argv[5] if len(sys.argv) > 5 and sys.argv[4] == "--machine" else ""
@@ -246,6 +250,17 @@ def main():
         w("|---|---|---|---|---|")
         lines.extend(goals)
         w("")
+
+    # The HTTP section is written by bench/http/compare.sh; keep it.
+    try:
+        with open(out_md) as f:
+            old = f.read()
+        begin, end = old.find(HTTP_BEGIN), old.find(HTTP_END)
+        if begin != -1 and end != -1:
+            lines.append(old[begin : end + len(HTTP_END)])
+            lines.append("")
+    except FileNotFoundError:
+        pass
 
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -5,7 +5,11 @@
 //! `npm install @langchain/langgraph-sdk`), Agent Chat UI or Agent Inbox, at
 //! `http://127.0.0.1:2024`, graph (assistant) `agent`.
 //!
-//! A second graph, `slow`, sleeps in its one node (`--slow-secs`, default 30) and
+//! A graph `approve` asks a human to approve an item in its one node (input
+//! `{"item": ".."}`, resume `{"approved": true}`): the graph of the HTTP benchmark
+//! (`bench/http/`).
+//!
+//! A graph `slow` sleeps in its one node (`--slow-secs`, default 30) and
 //! records `{"done": true}`: something to cancel, or to be busy with while you try
 //! the multitask strategies.
 //!
@@ -20,9 +24,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use hitl_runtime::{
-    Checkpointer, CompiledGraph, END, PostgresSaver, START, SqliteSaver, State, StateGraph,
+    Checkpointer, CompiledGraph, END, Interrupt, NodeContext, PostgresSaver, START, SqliteSaver,
+    State, StateGraph,
 };
 use hitl_server::{BearerTokens, Server, Store};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod demo_agent;
@@ -59,6 +65,48 @@ struct Slow {
     done: bool,
 }
 
+/// The state of the `approve` graph.
+#[derive(State, Clone, Debug, Default, Serialize, Deserialize)]
+struct Approve {
+    #[serde(default)]
+    item: String,
+    #[serde(default)]
+    approved: Option<bool>,
+}
+
+/// What the `approve` graph asks.
+#[derive(Serialize, Deserialize, Interrupt)]
+#[interrupt(resume = Approval)]
+struct AskApproval {
+    item: String,
+}
+
+/// The answer.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Approval {
+    approved: bool,
+}
+
+fn approve_graph(
+    saver: impl Checkpointer,
+) -> Result<CompiledGraph<Approve>, Box<dyn std::error::Error>> {
+    let mut g = StateGraph::<Approve>::new();
+    let ask = g.add_node(
+        "ask",
+        |s: std::sync::Arc<Approve>, cx: NodeContext| async move {
+            let answer = cx
+                .interrupt(AskApproval {
+                    item: s.item.clone(),
+                })
+                .await?;
+            Ok(ApproveUpdate::default().approved(Some(answer.approved)))
+        },
+    );
+    g.add_edge(START, ask);
+    g.add_edge(ask, END);
+    Ok(g.compile().checkpointer(saver).build()?)
+}
+
 fn slow_graph(
     secs: u64,
     saver: impl Checkpointer,
@@ -76,12 +124,13 @@ fn slow_graph(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (agent, slow, store, place) = match &args.postgres {
+    let (agent, slow, approve, store, place) = match &args.postgres {
         Some(url) => {
             let saver = PostgresSaver::connect(url).await?;
             (
                 agent_with(scripted_model(), saver.clone())?,
-                slow_graph(args.slow_secs, saver)?,
+                slow_graph(args.slow_secs, saver.clone())?,
+                approve_graph(saver)?,
                 Store::postgres(url.as_str()).connect().await?,
                 "Postgres".to_owned(),
             )
@@ -90,7 +139,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let saver = SqliteSaver::open(&args.db).await?;
             (
                 agent_with(scripted_model(), saver.clone())?,
-                slow_graph(args.slow_secs, saver)?,
+                slow_graph(args.slow_secs, saver.clone())?,
+                approve_graph(saver)?,
                 Store::sqlite(&args.db),
                 args.db.clone(),
             )
@@ -99,6 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Server::builder()
         .graph("agent", agent)
         .graph("slow", slow)
+        .graph("approve", approve)
         .store(store);
     if let Some(path) = &args.tokens {
         builder = builder.auth(BearerTokens::from_file(path)?);
@@ -107,7 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "Serving graphs `agent` and `slow` at http://{} (threads in {}). Ctrl-C stops.",
+        "Serving graphs `agent`, `approve` and `slow` at http://{} (threads in {}). Ctrl-C stops.",
         listener.local_addr()?,
         place
     );

@@ -226,6 +226,12 @@ impl Server {
         let listener = listener.listen().await?;
         self.recover().await?;
         tracing::info!(addr = ?listener.local_addr().ok(), "hitl-server listening");
+        // Small responses go out at once, not after the peer's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(signal)
             .await?;
