@@ -262,7 +262,7 @@ fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Ve
     }
     drop(given);
     if message_used || ai.id.as_deref().is_none_or(str::is_empty) {
-        ai.id = Some(uuid::Uuid::now_v7().to_string());
+        ai.id = Some(crate::ids::new_message_id());
     }
     let ids = ai
         .tool_calls
