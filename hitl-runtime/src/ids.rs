@@ -68,6 +68,29 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A UUID's hyphenated lowercase text (as its `to_string`, without the formatting
+/// machinery).
+pub(crate) fn uuid_text(uuid: uuid::Uuid) -> String {
+    uuid.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// A fresh, time-ordered id for a message (a UUIDv7's hyphenated text).
+pub(crate) fn new_message_id() -> String {
+    uuid_text(uuid::Uuid::now_v7())
+}
+
+/// The 32 lowercase hexadecimal digits of `value` (as `{:032x}`).
+fn hex32(value: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((value >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 impl CheckpointId {
     /// A new id, greater than `after` if given (clocks may disagree across processes).
     pub fn new_after(after: Option<CheckpointId>) -> Self {
@@ -126,7 +149,12 @@ impl FromStr for CheckpointId {
 
 impl Serialize for CheckpointId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // The Display text, written at once (not through the formatter).
+        serializer.serialize_str(
+            uuid::Uuid::from_u128(self.0)
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        )
     }
 }
 
@@ -157,7 +185,8 @@ macro_rules! hash_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{:032x}", self.0)
+                let hex = hex32(self.0);
+                f.write_str(std::str::from_utf8(&hex).expect("ASCII hex digits"))
             }
         }
 
@@ -186,7 +215,8 @@ macro_rules! hash_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                let hex = hex32(self.0);
+                serializer.serialize_str(std::str::from_utf8(&hex).expect("ASCII hex digits"))
             }
         }
 
@@ -253,6 +283,28 @@ impl InterruptId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_match_the_formatter() {
+        for v in [
+            0u128,
+            1,
+            0xabc,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            let id = TaskId::from_u128(v);
+            assert_eq!(id.to_string(), format!("{v:032x}"));
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{v:032x}\""));
+            let c = CheckpointId::from_u128(v);
+            let text = uuid::Uuid::from_u128(v).hyphenated().to_string();
+            assert_eq!(c.to_string(), text);
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{text}\""));
+            assert_eq!(uuid_text(uuid::Uuid::from_u128(v)), text);
+        }
+        let m = new_message_id();
+        assert_eq!(m.parse::<uuid::Uuid>().unwrap().get_version_num(), 7);
+    }
 
     #[test]
     fn checkpoint_ids_are_monotonic_after_parent() {

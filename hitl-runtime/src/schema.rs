@@ -187,21 +187,58 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// How deeply `value` nests: 0 for a scalar, 1 for a flat array or object.
 pub fn json_depth(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(a) => Box::new(a.iter()),
-            Value::Object(o) => Box::new(o.values()),
-            _ => {
-                deepest = deepest.max(depth);
-                continue;
-            }
+    // Iterative (a value built in code may nest deeper than the stack allows): one
+    // iterator per open level, no allocation per container.
+    enum Level<'a> {
+        Array(std::slice::Iter<'a, Value>),
+        Object(serde_json::map::Values<'a>),
+    }
+    fn level(v: &Value) -> Option<Level<'_>> {
+        match v {
+            Value::Array(a) => Some(Level::Array(a.iter())),
+            Value::Object(o) => Some(Level::Object(o.values())),
+            _ => None,
+        }
+    }
+    let Some(first) = level(value) else {
+        return 0;
+    };
+    let mut stack = vec![first];
+    let mut deepest = 1;
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            Level::Array(i) => i.next(),
+            Level::Object(i) => i.next(),
         };
-        deepest = deepest.max(depth + 1);
-        stack.extend(children.map(|c| (c, depth + 1)));
+        match next {
+            None => {
+                stack.pop();
+            }
+            Some(child) => {
+                if let Some(l) = level(child) {
+                    stack.push(l);
+                    deepest = deepest.max(stack.len());
+                }
+            }
+        }
     }
     deepest
+}
+
+/// Whether `value` nests deeper than `limit` ([`json_depth`] > `limit`), without
+/// allocating: it recurses at most `limit + 1` levels and stops at the first level
+/// too deep.
+pub(crate) fn nests_deeper_than(value: &Value, limit: usize) -> bool {
+    match value {
+        Value::Array(a) => limit == 0 || a.iter().any(|v| nests_deeper_than(v, limit - 1)),
+        Value::Object(o) => limit == 0 || o.values().any(|v| nests_deeper_than(v, limit - 1)),
+        _ => false,
+    }
+}
+
+/// Whether `value` nests deeper than [`MAX_JSON_DEPTH`].
+pub(crate) fn too_deep(value: &Value) -> bool {
+    nests_deeper_than(value, MAX_JSON_DEPTH)
 }
 
 /// How deeply a JSON text nests (a scan of its brackets outside strings; the text is
@@ -240,8 +277,8 @@ pub(crate) fn raw_depth(json: &str) -> usize {
 
 /// Fails when `value` nests deeper than [`MAX_JSON_DEPTH`], saying so.
 pub(crate) fn check_depth(value: &Value) -> Result<(), String> {
-    let depth = json_depth(value);
-    if depth > MAX_JSON_DEPTH {
+    if too_deep(value) {
+        let depth = json_depth(value);
         return Err(format!(
             "the value nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted"
         ));
@@ -261,6 +298,43 @@ mod tests {
         ] {
             let value: Value = serde_json::from_str(text).unwrap();
             assert_eq!(raw_depth(text), json_depth(&value), "{text}");
+        }
+    }
+
+    #[test]
+    fn nests_deeper_than_agrees_with_the_depth() {
+        let mut values = vec![json!(1), json!([]), json!({}), json!([1, {"a": [[], {}]}])];
+        let mut deep = json!("x");
+        for i in 0..70 {
+            deep = if i % 2 == 0 {
+                json!([deep])
+            } else {
+                json!({ "k": deep })
+            };
+            values.push(deep.clone());
+        }
+        values.push(json!([1, [2, [3, [4]]], {"a": {"b": {"c": {"d": {}}}}}]));
+        for value in &values {
+            let depth = json_depth(value);
+            for limit in 0..=70 {
+                assert_eq!(
+                    nests_deeper_than(value, limit),
+                    depth > limit,
+                    "{value} {limit}"
+                );
+            }
+            assert_eq!(check_depth(value).is_err(), depth > MAX_JSON_DEPTH);
+        }
+        // A value built in code may nest far deeper than the stack allows.
+        let mut very_deep = json!(null);
+        for _ in 0..100_000 {
+            very_deep = Value::Array(vec![very_deep]);
+        }
+        assert!(too_deep(&very_deep));
+        assert_eq!(json_depth(&very_deep), 100_000);
+        // serde_json drops values recursively; take it apart level by level.
+        while let Value::Array(mut a) = very_deep {
+            very_deep = a.pop().unwrap_or_default();
         }
     }
 

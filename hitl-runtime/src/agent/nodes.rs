@@ -182,29 +182,20 @@ pub(super) async fn run_model(
     };
     let mut ai = next.run(request).await?;
     let answers = screen(&mut ai, &state.messages, &shared.tools);
-    // The deepest value of the answer (storage adds a few levels around it, well within
-    // what it can read back).
-    let depth = [
+    // The answer's values must not nest too deep (storage adds a few levels around
+    // them, well within what it can read back). The calls' arguments are not among
+    // them: `screen` kept the calls whose arguments nest too deep as text.
+    let values = || {
         ai.response_metadata
             .values()
-            .map(crate::json_depth)
-            .max()
-            .unwrap_or(0),
-        ai.usage_metadata.as_ref().map_or(0, crate::json_depth),
-        ai.tool_calls
-            .iter()
-            .map(|c| crate::json_depth(&c.args))
-            .max()
-            .unwrap_or(0),
-        match &ai.content {
-            Content::Blocks(blocks) => blocks.iter().map(crate::json_depth).max().unwrap_or(0),
-            Content::Text(_) => 0,
-        },
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    if depth > crate::MAX_JSON_DEPTH {
+            .chain(ai.usage_metadata.as_ref())
+            .chain(match &ai.content {
+                Content::Blocks(blocks) => &blocks[..],
+                Content::Text(_) => &[],
+            })
+    };
+    if values().any(crate::schema::too_deep) {
+        let depth = values().map(crate::json_depth).max().unwrap_or(0);
         return Err(NodeError::msg(format!(
             "the model's answer nests {depth} levels deep; at most {} are accepted",
             crate::MAX_JSON_DEPTH
@@ -271,7 +262,7 @@ fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Ve
     }
     drop(given);
     if message_used || ai.id.as_deref().is_none_or(str::is_empty) {
-        ai.id = Some(uuid::Uuid::now_v7().to_string());
+        ai.id = Some(crate::ids::new_message_id());
     }
     let ids = ai
         .tool_calls
@@ -287,7 +278,7 @@ fn screen(ai: &mut AssistantMessage, history: &[Message], tools: &ToolSet) -> Ve
     // Arguments too deep to store and read back are kept as text, as an invalid call.
     let (deep, kept): (Vec<ToolCall>, Vec<ToolCall>) = std::mem::take(&mut ai.tool_calls)
         .into_iter()
-        .partition(|c| crate::json_depth(&c.args) > crate::MAX_JSON_DEPTH);
+        .partition(|c| crate::schema::too_deep(&c.args));
     ai.tool_calls = kept;
     let mut deep_calls = Vec::new();
     for call in deep {

@@ -471,12 +471,12 @@ impl Checkpointer for InMemorySaver {
 
     async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
         let mut store = self.lock();
-        if store
-            .leases
-            .get(thread)
-            .is_some_and(|(current, _)| current == holder)
+        // One lookup when the holder releases (the usual case); another holder's
+        // lease is put back.
+        if let Some((key, lease)) = store.leases.remove_entry(thread)
+            && lease.0 != holder
         {
-            store.leases.remove(thread);
+            store.leases.insert(key, lease);
         }
         Ok(())
     }

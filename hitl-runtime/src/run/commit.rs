@@ -52,7 +52,10 @@ pub(super) fn encode_given<S: State>(
 pub(super) fn too_deep(pieces: &Pieces) -> Option<usize> {
     pieces
         .iter()
-        .map(|(_, raw)| crate::schema::raw_depth(raw.get()))
+        .map(|(_, raw)| raw.get())
+        // Each level takes two brackets: a shorter text cannot nest too deep.
+        .filter(|text| text.len() >= 2 * (crate::MAX_JSON_DEPTH + 1))
+        .map(crate::schema::raw_depth)
         .max()
         .filter(|d| *d > crate::MAX_JSON_DEPTH)
 }

@@ -146,10 +146,10 @@ pub(crate) async fn execute<S: State>(
         false => None,
     };
     let result = match &lease {
-        Some(lease) => tokio::select! {
-            result = runner.drive(Phase::Start(input)) => result,
-            lost = lease.keep() => Err(lost),
-        },
+        Some(lease) => {
+            let drive = std::pin::pin!(runner.drive(Phase::Start(input)));
+            lease.hold(drive).await.and_then(|result| result)
+        }
         None => runner.drive(Phase::Start(input)).await,
     };
     // Whatever happened, what was written is durable before the run returns.

@@ -163,7 +163,7 @@ pub mod reducers {
     pub fn assign_message_ids<M: MessageLike>(messages: &mut [M]) {
         for m in messages {
             if m.message_id().is_none() {
-                m.set_message_id(uuid::Uuid::now_v7().to_string());
+                m.set_message_id(crate::ids::new_message_id());
             }
         }
     }
