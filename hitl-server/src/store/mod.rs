@@ -17,6 +17,8 @@ mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_queue;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::PathBuf;

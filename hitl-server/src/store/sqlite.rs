@@ -601,7 +601,3 @@ impl RunStore for SqliteRunStore {
         })
     }
 }
-
-#[cfg(test)]
-#[path = "sqlite_tests.rs"]
-mod tests;
