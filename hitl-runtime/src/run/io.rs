@@ -59,7 +59,7 @@ impl<S: State> Runner<S> {
         Ok(Some(Current {
             checkpoint: stored.checkpoint,
             state,
-            collected,
+            collected: Box::new(collected),
             created_here: false,
         }))
     }

@@ -38,7 +38,8 @@ use crate::state::State;
 pub(crate) struct Current<S: State> {
     pub(crate) checkpoint: Arc<Checkpoint>,
     pub(crate) state: Arc<S>,
-    pub(crate) collected: Collected,
+    /// Boxed: a `Current` moves from phase to phase, and this is most of its size.
+    pub(crate) collected: Box<Collected>,
     /// Written by this run (static `interrupt_before` breakpoints apply to it).
     pub(crate) created_here: bool,
 }
@@ -49,7 +50,7 @@ impl<S: State> Current<S> {
         let current = Current {
             checkpoint: made.checkpoint,
             state: made.state,
-            collected: Collected::default(),
+            collected: Box::default(),
             created_here,
         };
         (current, made.blobs)
