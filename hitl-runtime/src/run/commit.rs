@@ -53,8 +53,14 @@ pub(super) fn too_deep(pieces: &Pieces) -> Option<usize> {
     pieces
         .iter()
         .map(|(_, raw)| raw.get())
-        // Each level takes two brackets: a shorter text cannot nest too deep.
+        // Each level takes two brackets: a shorter text cannot nest too deep, nor one
+        // with no more opening brackets (in strings or not) than levels allowed.
         .filter(|text| text.len() >= 2 * (crate::MAX_JSON_DEPTH + 1))
+        .filter(|text| {
+            memchr::memchr2_iter(b'[', b'{', text.as_bytes())
+                .nth(crate::MAX_JSON_DEPTH)
+                .is_some()
+        })
         .map(crate::schema::raw_depth)
         .max()
         .filter(|d| *d > crate::MAX_JSON_DEPTH)
