@@ -219,6 +219,14 @@ pub trait ResumeKind: Send + Sync + 'static {
         let _ = payload;
         None
     }
+
+    /// Rewrites an answer given in another accepted form (an older client's, say) into
+    /// the form [`check`](Self::check) expects; the rewritten answer is checked and
+    /// stored. `None` (the default): the answer is checked as given.
+    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        let _ = (payload, answer);
+        None
+    }
 }
 
 impl<F> ResumeKind for F

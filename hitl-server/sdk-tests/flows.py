@@ -265,8 +265,20 @@ async def errors(client, ctx):
     check("assistants: agent, approve and slow", sorted(a["graph_id"] for a in assistants) == ["agent", "approve", "slow"], assistants)
 
 
+async def agent_inbox(client, ctx):
+    # Agent Inbox answers with its older HumanResponse list; hitl translates it per policy.
+    tid, _ = await to_interrupt(client)
+    inbox = [{"type": "response", "args": "Keep the report."},
+             {"type": "edit", "args": {"action": "send_email", "args": {"to": "carol@example.com", "subject": "Cleanup", "body": "Done."}}}]
+    values = await client.runs.wait(tid, "agent", command={"resume": inbox})
+    by_tool = {m.get("name"): m["content"] for m in tool_messages(values)}
+    check("agent inbox: a response rejects the deletion", "Keep the report." in by_tool.get("delete_file", ""), by_tool)
+    check("agent inbox: an edit runs the reviewer's arguments", "carol@example.com" in by_tool.get("send_email", ""), by_tool)
+    check("agent inbox: the thread is idle", (await client.threads.get(tid))["status"] == "idle", tid)
+
+
 FLOWS = [stream_to_interrupt, thread_status_and_search, state_with_tasks, history, approve, edit, reject,
-         respond, join, cancel, malformed_resume, concurrent_resumes, errors]
+         respond, join, cancel, malformed_resume, concurrent_resumes, agent_inbox, errors]
 
 
 async def main():

@@ -577,3 +577,79 @@ mod readme {
         "#);
     }
 }
+
+/// Agent Inbox answers a review with its older `HumanResponse` list (the shapes its
+/// `ThreadContext.tsx` sends); hitl translates it per policy before checking and
+/// storing it.
+#[tokio::test]
+async fn agent_inbox_human_responses_answer_a_review() {
+    let turns = || {
+        vec![
+            calls(vec![
+                ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
+                ToolCall::of(
+                    DeleteFileArgs {
+                        path: "x.txt".into(),
+                    },
+                    "d1",
+                ),
+            ]),
+            Message::assistant("ok"),
+        ]
+    };
+    // An edit of the email and a text response to the deletion (the policy allows
+    // reject, so the text rejects it).
+    let agent1 = agent(turns(), ReviewMode::Batched);
+    let cfg = RunConfig::thread("inbox");
+    agent1.invoke(Message::user("go"), &cfg).await.unwrap();
+    let out = agent1
+        .invoke(
+            Command::resume(json!([
+                {"type": "edit", "args": {"action": "send_email", "args": {"to": "b"}}},
+                {"type": "response", "args": "keep it"},
+            ])),
+            &cfg,
+        )
+        .await
+        .unwrap();
+    assert!(!out.is_interrupted());
+    let texts: Vec<String> = out.values.messages.iter().map(Message::text).collect();
+    assert!(texts.iter().any(|t| t.ends_with("sent to b")), "{texts:?}");
+    assert!(
+        texts.contains(
+            &"User rejected the tool call for `delete_file` with reason: keep it".to_owned()
+        ),
+        "{texts:?}"
+    );
+
+    // `accept` for both; and a translated decision the policy does not allow is
+    // refused like any other, leaving the review pending.
+    let agent2 = agent(turns(), ReviewMode::Batched);
+    let cfg = RunConfig::thread("inbox-2");
+    let paused = agent2.invoke(Message::user("go"), &cfg).await.unwrap();
+    let err = agent2
+        .invoke(
+            Command::resume(json!([
+                {"type": "accept", "args": null},
+                {"type": "edit", "args": {"action": "delete_file", "args": {"path": "y"}}},
+            ])),
+            &cfg,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("edit"), "{err}");
+    let state = agent2.get_state(&cfg).await.unwrap();
+    assert_eq!(state.interrupts[0].id, paused.interrupts[0].id);
+    let out = agent2
+        .invoke(
+            Command::resume(json!([
+                {"type": "accept", "args": null},
+                {"type": "accept", "args": null},
+            ])),
+            &cfg,
+        )
+        .await
+        .unwrap();
+    let texts: Vec<String> = out.values.messages.iter().map(Message::text).collect();
+    assert!(texts.contains(&"deleted x.txt".to_owned()), "{texts:?}");
+}

@@ -168,19 +168,20 @@ pub(super) fn validate_resume(
         let invalid = |problems| ResumeError::InvalidValue { id, problems };
         let value = value.map_err(|e| invalid(vec![e]))?;
         crate::schema::check_depth(&value).map_err(|e| invalid(vec![e]))?;
-        check_answer(kinds, collected, id, &value)?;
+        let value = check_answer(kinds, collected, id, value)?;
         accepted.push((owner, id, value));
     }
     Ok(accepted)
 }
 
-/// Checks one answer with its interrupt's kind and stored schema.
+/// Checks one answer with its interrupt's kind and stored schema; returns it as it is
+/// stored (in the kind's canonical form, see [`crate::ResumeKind::normalize`]).
 fn check_answer(
     kinds: &HashMap<String, ResumeValidator>,
     collected: &Collected,
     id: InterruptId,
-    value: &Value,
-) -> Result<(), ResumeError> {
+    mut value: Value,
+) -> Result<Value, ResumeError> {
     let invalid = |problems| ResumeError::InvalidValue { id, problems };
     let record = collected
         .record(id)
@@ -197,16 +198,24 @@ fn check_answer(
             })?;
         let payload: Value = serde_json::from_str(view.value.get())
             .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
+        let normalized = crate::error::catching(
+            || format!("the normalization of interrupt kind `{kind}`"),
+            || validator.normalize(&payload, &value),
+        )
+        .map_err(|e| invalid(vec![e.to_string()]))?;
+        if let Some(normalized) = normalized {
+            value = normalized;
+        }
         crate::error::catching(
             || format!("the check of interrupt kind `{kind}`"),
-            || validator.check(&payload, value),
+            || validator.check(&payload, &value),
         )
         .map_err(|e| invalid(vec![e.to_string()]))?
         .map_err(invalid)?;
     }
     // A kind that derives the schema left it out; its check covers it.
     if let Some(schema) = view.resume_schema {
-        crate::schema::validate_raw(schema, value).map_err(invalid)?;
+        crate::schema::validate_raw(schema, &value).map_err(invalid)?;
     }
-    Ok(())
+    Ok(value)
 }

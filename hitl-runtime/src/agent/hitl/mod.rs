@@ -32,6 +32,7 @@ use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolic
 use crate::tool::{ToolError, ToolSet};
 use rules::{BatchedKind, Offer, PerCallKind, review_schema};
 
+mod inbox;
 mod rules;
 
 const BATCHED_KIND: &str = "hitl.batched";

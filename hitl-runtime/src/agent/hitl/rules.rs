@@ -159,6 +159,21 @@ impl ResumeKind for BatchedKind {
             .collect();
         Some(review_schema(offers, true))
     }
+
+    /// Agent Inbox's `HumanResponse` list, translated per policy (see `inbox`).
+    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        #[derive(Deserialize)]
+        struct Configs {
+            review_configs: Vec<Offered>,
+        }
+        let configs = Configs::deserialize(payload).ok()?;
+        let allowed: Vec<Vec<DecisionType>> = configs
+            .review_configs
+            .into_iter()
+            .map(|c| c.allowed_decisions)
+            .collect();
+        super::inbox::translate(&allowed, answer)
+    }
 }
 
 /// Per-call reviews, likewise.
@@ -183,6 +198,21 @@ impl ResumeKind for PerCallKind {
             vec![(request.name, request.allowed_decisions)],
             false,
         ))
+    }
+
+    /// Agent Inbox's `HumanResponse` (alone or in a one-item list), translated per
+    /// policy (see `inbox`).
+    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        #[derive(Deserialize)]
+        struct Request {
+            allowed_decisions: Vec<DecisionType>,
+        }
+        let request = Request::deserialize(payload).ok()?;
+        let mut translated = super::inbox::translate(&[request.allowed_decisions], answer)?;
+        match translated["decisions"].as_array_mut()?.as_mut_slice() {
+            [one] => Some(one.take()),
+            _ => None,
+        }
     }
 }
 

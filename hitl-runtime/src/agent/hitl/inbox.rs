@@ -1,0 +1,111 @@
+//! Answers in Agent Inbox's form, translated to decisions.
+//!
+//! Agent Inbox shows a v1 review but answers it with its older `HumanResponse` list,
+//! `[{"type": "accept" | "edit" | "response" | "ignore", "args": ..}]`, one per action
+//! request, which LangChain's middleware refuses. hitl translates it, per call and per
+//! the policy's allowed decisions, before the answer is checked and stored (what is
+//! stored is the translated `{"decisions": [..]}`):
+//!
+//! | `HumanResponse` | decision |
+//! |---|---|
+//! | `accept` | `approve` |
+//! | `edit`, `args: {"action": name, "args": {..}}` | `edit` with that action |
+//! | `response`, `args: "text"` | `reject` with the text as its message if the policy allows `reject`, else `respond` with it |
+//! | `ignore` | `reject` without a message |
+//!
+//! A translated decision is then checked like any other: one the policy does not allow,
+//! or an edit whose arguments do not fit the tool, is refused with the usual error and
+//! nothing is stored.
+
+use serde_json::{Value, json};
+
+use crate::policy::DecisionType;
+
+/// The decisions for an answer in `HumanResponse` form to a review offering these
+/// allowed decisions per call; `None` if the answer is not in that form.
+pub(super) fn translate(allowed: &[Vec<DecisionType>], answer: &Value) -> Option<Value> {
+    let responses = match answer {
+        Value::Array(list) => list.as_slice(),
+        // One response for a one-call review.
+        Value::Object(o) if o.contains_key("type") && !o.contains_key("decisions") => {
+            std::slice::from_ref(answer)
+        }
+        _ => return None,
+    };
+    if responses.is_empty() {
+        return None;
+    }
+    let decisions: Option<Vec<Value>> = responses
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let allows = |d| allowed.get(k).is_some_and(|a| a.contains(&d));
+            let args = r.get("args");
+            Some(match r.get("type")?.as_str()? {
+                "accept" => json!({"type": "approve"}),
+                "edit" => {
+                    let action = args?;
+                    json!({"type": "edit", "edited_action": {
+                        "name": action.get("action")?,
+                        "args": action.get("args")?,
+                    }})
+                }
+                "response" => {
+                    let text = args?.as_str()?;
+                    if allows(DecisionType::Reject) || !allows(DecisionType::Respond) {
+                        json!({"type": "reject", "message": text})
+                    } else {
+                        json!({"type": "respond", "message": text})
+                    }
+                }
+                "ignore" => json!({"type": "reject"}),
+                _ => return None,
+            })
+        })
+        .collect();
+    Some(json!({ "decisions": decisions? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DecisionType::*;
+
+    #[test]
+    fn human_responses_become_decisions_per_policy() {
+        let allowed = vec![
+            vec![Approve, Edit, Reject],
+            vec![Approve, Respond],
+            vec![Approve, Reject],
+        ];
+        let answer = json!([
+            {"type": "edit", "args": {"action": "send_email", "args": {"to": "bob"}}},
+            {"type": "response", "args": "already done"},
+            {"type": "response", "args": "not now"},
+        ]);
+        assert_eq!(
+            translate(&allowed, &answer).unwrap(),
+            json!({"decisions": [
+                {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "bob"}}},
+                {"type": "respond", "message": "already done"},
+                {"type": "reject", "message": "not now"},
+            ]})
+        );
+        assert_eq!(
+            translate(&allowed[..1], &json!({"type": "accept", "args": null})).unwrap(),
+            json!({"decisions": [{"type": "approve"}]})
+        );
+        assert_eq!(
+            translate(&allowed[..1], &json!([{"type": "ignore", "args": null}])).unwrap(),
+            json!({"decisions": [{"type": "reject"}]})
+        );
+        // Not this form: left as given (and checked as given).
+        assert_eq!(translate(&allowed, &json!({"decisions": []})), None);
+        assert_eq!(translate(&allowed, &json!([])), None);
+        assert_eq!(translate(&allowed, &json!([{"type": "maybe"}])), None);
+        assert_eq!(
+            translate(&allowed, &json!([{"type": "edit", "args": {}}])),
+            None
+        );
+    }
+}
