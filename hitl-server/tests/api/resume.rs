@@ -55,7 +55,9 @@ async fn a_malformed_resume_is_422_stores_nothing_and_a_correct_one_then_works()
     for bad in [
         json!({"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {"to": 5}}}]}),
         json!({"decisions": [{"type": "maybe"}]}),
-        json!([{"type": "accept", "args": null}]),
+        // A list of decisions instead of `{"decisions": [..]}` (Agent Inbox's
+        // `HumanResponse` list, `accept`/`edit`/`response`/`ignore`, is accepted).
+        json!([{"type": "approve"}]),
     ] {
         let r = post(
             &s.router,
