@@ -82,7 +82,7 @@ pub use run::{
 };
 pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};
-pub use tool::{DynTool, Tool, ToolArgs, ToolContext, ToolError, ToolSet, ToolSpec};
+pub use tool::{DynTool, Tool, ToolArgs, ToolContext, ToolError, ToolParam, ToolSet, ToolSpec};
 
 /// Derives [`State`]: each field is a channel.
 ///

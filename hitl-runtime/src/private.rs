@@ -21,7 +21,7 @@ pub use crate::schema::schema_of;
 pub use crate::state::plumbing::{ChannelMask, ChannelSpec, ReducerKind, StepWrites, reducers};
 pub use crate::state::{State, StateUpdate};
 pub use crate::tool::plumbing::{blocking, decode_args, tool_result, tool_value};
-pub use crate::tool::{Tool, ToolArgs, ToolContext, ToolError, ToolSet};
+pub use crate::tool::{Tool, ToolArgs, ToolContext, ToolError, ToolParam, ToolSet};
 
 /// The error for a channel index a state does not have (a runtime bug if it happens).
 pub fn unknown_channel<T>(channel: usize) -> Result<T, serde_json::Error> {
@@ -37,31 +37,6 @@ where
     F: Future + Send + 'static,
 {
     Box::pin(future)
-}
-
-/// Implemented for every type a `#[tool]` parameter may have: what the generated
-/// arguments struct derives, and what the boxed call future needs.
-///
-/// `do_not_recommend` makes a bad parameter type one error, this trait's, listing every
-/// requirement, instead of one error per missing trait.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a tool parameter",
-    label = "a tool parameter must be `Deserialize + Serialize + JsonSchema + Debug + Clone + Send + 'static`",
-    note = "the model's JSON is decoded into the parameter, its JSON schema is shown to the model, and the tool's arguments struct derives `Debug, Clone, Serialize, Deserialize, JsonSchema`",
-    note = "add `#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]` to `{Self}` (schemars is re-exported as `hitl_runtime::schemars`)"
-)]
-pub trait ToolParam {}
-
-#[diagnostic::do_not_recommend]
-impl<T> ToolParam for T where
-    T: serde::de::DeserializeOwned
-        + serde::Serialize
-        + schemars::JsonSchema
-        + std::fmt::Debug
-        + Clone
-        + Send
-        + 'static
-{
 }
 
 /// Fails to compile (on the parameter's type) unless `T` can be a tool parameter.

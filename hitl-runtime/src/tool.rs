@@ -134,6 +134,25 @@ pub trait Tool: Send + Sync + 'static {
     }
 }
 
+/// Implemented for every type a `#[tool]` parameter may have:
+/// `Deserialize + Serialize + JsonSchema + Debug + Clone + Send + 'static` (what the
+/// generated arguments struct derives, and what the boxed call future needs).
+/// `#[tool]` checks each parameter against it, so a bad parameter type is reported
+/// first by one error naming every requirement.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a tool parameter",
+    label = "a tool parameter must be `Deserialize + Serialize + JsonSchema + Debug + Clone + Send + 'static`",
+    note = "the model's JSON is decoded into the parameter, its JSON schema is shown to the model, and the tool's arguments struct derives `Debug, Clone, Serialize, Deserialize, JsonSchema`",
+    note = "add `#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]` to `{Self}` (schemars is re-exported as `hitl_runtime::schemars`)"
+)]
+pub trait ToolParam {}
+
+#[diagnostic::do_not_recommend]
+impl<T> ToolParam for T where
+    T: DeserializeOwned + Serialize + JsonSchema + fmt::Debug + Clone + Send + 'static
+{
+}
+
 /// The arguments struct of a tool, naming the tool: `#[tool]` implements it for the
 /// arguments struct it generates (`SendEmailArgs` for `send_email`), so typed helpers
 /// infer the tool from its arguments
