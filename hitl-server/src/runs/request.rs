@@ -147,10 +147,12 @@ impl RunSpec {
     /// Parses the stored arguments of a run (`kwargs`) and checks them against the
     /// graph: the same code for new and queued runs.
     pub(crate) fn from_kwargs(reg: &Registered, kwargs: &Value) -> Result<RunSpec, ApiError> {
-        let input = match (
-            non_null(kwargs.get("input")),
-            non_null(kwargs.get("command")),
-        ) {
+        let command = non_null(kwargs.get("command"));
+        // The JS SDK's `useStream` (Agent Chat UI) sends `input: {}` with every
+        // command: an empty input next to a command is no input.
+        let input = non_null(kwargs.get("input"))
+            .filter(|i| command.is_none() || i.as_object().is_none_or(|o| !o.is_empty()));
+        let input = match (input, command) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::Unprocessable(
                     "give either `input` (new input) or `command` (resume, update, goto), not both"

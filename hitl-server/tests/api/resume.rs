@@ -175,9 +175,11 @@ async fn resumes_on_threads_that_cannot_take_one() {
     let parent = st["parent_checkpoint_id"].clone();
     let r = post(&s.router, &format!("/threads/{t}/runs/wait"), json!({"assistant_id": "agent", "command": {"resume": approve()}, "checkpoint": {"checkpoint_id": parent}})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-    // ... and at the head it works, as JS useStream sends it.
-    let r = post(&s.router, &format!("/threads/{t}/runs/wait"), json!({"assistant_id": "agent", "command": {"resume": approve()}, "checkpoint": {"checkpoint_id": st["checkpoint_id"], "checkpoint_ns": "", "thread_id": t}})).await;
+    // ... and at the head it works, as JS useStream (Agent Chat UI) sends it: with an
+    // empty `input` next to the command.
+    let r = post(&s.router, &format!("/threads/{t}/runs/wait"), json!({"assistant_id": "agent", "input": {}, "command": {"resume": approve()}, "checkpoint": {"checkpoint_id": st["checkpoint_id"], "checkpoint_ns": "", "thread_id": t}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json.get("__interrupt__").is_none(), "{}", r.text);
 }
 
 #[tokio::test]
