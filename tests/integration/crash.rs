@@ -82,6 +82,45 @@ pub(crate) struct Side {
     pub(crate) effects: HashMap<String, (String, i64)>,
 }
 
+/// What the Postgres side tables of schema `schema` hold.
+pub(crate) async fn pg_side(client: &tokio_postgres::Client, schema: &str) -> Side {
+    let mut attempts = HashMap::new();
+    for row in client
+        .query(
+            &format!(
+                "SELECT key, tool, count(*), count(*) FILTER (WHERE completed_before) FROM \"{schema}\".side_attempts GROUP BY key, tool"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        attempts.insert(
+            row.get::<_, String>(0),
+            (
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2) as usize,
+                row.get::<_, i64>(3) as usize,
+            ),
+        );
+    }
+    let mut effects = HashMap::new();
+    for row in client
+        .query(
+            &format!("SELECT key, tool, applied FROM \"{schema}\".side_effects"),
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        effects.insert(
+            row.get::<_, String>(0),
+            (row.get::<_, String>(1), i64::from(row.get::<_, i32>(2))),
+        );
+    }
+    Side { attempts, effects }
+}
+
 pub(crate) async fn check(
     saver: Arc<dyn Checkpointer>,
     side: Side,
@@ -254,34 +293,13 @@ fn postgres_survives_sigkill_at_random_moments() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let mut attempts = HashMap::new();
-        for row in client
-            .query(
-                &format!(
-                    "SELECT key, tool, count(*), count(*) FILTER (WHERE completed_before) FROM \"{schema}\".side_attempts GROUP BY key, tool"
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-        {
-            attempts.insert(
-                row.get::<_, String>(0),
-                (row.get::<_, String>(1), row.get::<_, i64>(2) as usize, row.get::<_, i64>(3) as usize),
-            );
-        }
-        let mut effects = HashMap::new();
-        for row in client
-            .query(&format!("SELECT key, tool, applied FROM \"{schema}\".side_effects"), &[])
-            .await
-            .unwrap()
-        {
-            effects.insert(row.get::<_, String>(0), (row.get::<_, String>(1), i64::from(row.get::<_, i32>(2))));
-        }
+        let side = pg_side(&client, &schema).await;
         let saver = schemas.saver(&schema).await;
-        check(Arc::new(saver), Side { attempts, effects }, threads, &stats, "Postgres").await;
+        check(Arc::new(saver), side, threads, &stats, "Postgres").await;
     });
 }
 

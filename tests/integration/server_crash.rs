@@ -350,49 +350,22 @@ fn three_servers_on_postgres_survive_sigkill_and_lose_no_run() {
             .await
             .unwrap();
         tokio::spawn(conn);
-        let mut attempts = HashMap::new();
-        for row in client
-            .query(
-                &format!(
-                    "SELECT key, tool, count(*), count(*) FILTER (WHERE completed_before) FROM \"{schema}\".side_attempts GROUP BY key, tool"
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-        {
-            attempts.insert(
-                row.get::<_, String>(0),
-                (
-                    row.get::<_, String>(1),
-                    row.get::<_, i64>(2) as usize,
-                    row.get::<_, i64>(3) as usize,
-                ),
-            );
-        }
-        let mut effects = HashMap::new();
-        for row in client
-            .query(
-                &format!("SELECT key, tool, applied FROM \"{schema}\".side_effects"),
-                &[],
-            )
-            .await
-            .unwrap()
-        {
-            effects.insert(
-                row.get::<_, String>(0),
-                (row.get::<_, String>(1), i64::from(row.get::<_, i32>(2))),
-            );
-        }
-        let taken_over: i64 = client
+        let side = crate::crash::pg_side(&client, &schema).await;
+        let succeeded: i64 = client
             .query_one(
-                &format!("SELECT count(*) FROM \"{schema}\".hitl_server_runs WHERE status = 'success'"),
+                &format!(
+                    "SELECT count(*) FROM \"{schema}\".hitl_server_runs WHERE status = 'success'"
+                ),
                 &[],
             )
             .await
             .unwrap()
             .get(0);
-        assert_eq!(taken_over, threads as i64 * 2, "every run is recorded, once");
+        assert_eq!(
+            succeeded,
+            threads as i64 * 2,
+            "every run is recorded, once"
+        );
         let saver = schemas.saver(&schema).await;
         let stats = crate::crash::Stats {
             kills,
@@ -401,10 +374,13 @@ fn three_servers_on_postgres_survive_sigkill_and_lose_no_run() {
         let names: Vec<String> = (0..threads).map(thread_id).collect();
         crate::crash::check_threads(
             Arc::new(saver),
-            crate::crash::Side { attempts, effects },
+            side,
             &names,
             &stats,
-            &format!("3 servers on Postgres, {:.1} s", started.elapsed().as_secs_f64()),
+            &format!(
+                "3 servers on Postgres, {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
         )
         .await;
     });

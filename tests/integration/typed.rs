@@ -74,6 +74,22 @@ fn calls(calls: Vec<ToolCall>) -> Message {
     Message::assistant_with_tools("", calls)
 }
 
+/// A turn calling `send_email` (e1) then `delete_file` (d1), then "ok".
+fn email_then_delete() -> Vec<Message> {
+    vec![
+        calls(vec![
+            ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
+            ToolCall::of(
+                DeleteFileArgs {
+                    path: "x.txt".into(),
+                },
+                "d1",
+            ),
+        ]),
+        Message::assistant("ok"),
+    ]
+}
+
 #[tokio::test]
 async fn pending_interrupts_say_what_raised_them_and_take_typed_answers_in_one_resume() {
     let agent = agent(
@@ -133,21 +149,7 @@ async fn pending_interrupts_say_what_raised_them_and_take_typed_answers_in_one_r
 
 #[tokio::test]
 async fn a_batched_review_reads_as_its_typed_request_and_a_json_answer_still_works() {
-    let agent = agent(
-        vec![
-            calls(vec![
-                ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
-                ToolCall::of(
-                    DeleteFileArgs {
-                        path: "x.txt".into(),
-                    },
-                    "d1",
-                ),
-            ]),
-            Message::assistant("ok"),
-        ],
-        ReviewMode::Batched,
-    );
+    let agent = agent(email_then_delete(), ReviewMode::Batched);
     let cfg = RunConfig::thread("batched");
     let out = agent.invoke(Message::user("go"), &cfg).await.unwrap();
     let pending = &out.interrupts[0];
@@ -295,21 +297,7 @@ async fn the_scripted_reviewer_answers_typed_custom_interrupts() {
 
 #[tokio::test]
 async fn a_missing_scripted_decision_names_the_tool_and_the_call() {
-    let agent = agent(
-        vec![
-            calls(vec![
-                ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
-                ToolCall::of(
-                    DeleteFileArgs {
-                        path: "x.txt".into(),
-                    },
-                    "d1",
-                ),
-            ]),
-            Message::assistant("ok"),
-        ],
-        ReviewMode::Batched,
-    );
+    let agent = agent(email_then_delete(), ReviewMode::Batched);
     let reviewer = ScriptedReviewer::new().approve::<send_email>();
     let err = run_with_reviewer(&agent, "go", &RunConfig::thread("missing"), &reviewer)
         .await
@@ -342,21 +330,7 @@ async fn a_missing_scripted_decision_names_the_tool_and_the_call() {
 async fn transcripts_list_tool_results_in_call_order_without_trailing_whitespace() {
     // The rejected second call is answered during the review, before the approved
     // first call runs: the state holds its message first.
-    let agent = agent(
-        vec![
-            calls(vec![
-                ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
-                ToolCall::of(
-                    DeleteFileArgs {
-                        path: "x.txt".into(),
-                    },
-                    "d1",
-                ),
-            ]),
-            Message::assistant("ok"),
-        ],
-        ReviewMode::Batched,
-    );
+    let agent = agent(email_then_delete(), ReviewMode::Batched);
     let reviewer = ScriptedReviewer::new()
         .approve::<send_email>()
         .reject::<delete_file>("no");
@@ -583,20 +557,7 @@ mod readme {
 /// storing it.
 #[tokio::test]
 async fn agent_inbox_human_responses_answer_a_review() {
-    let turns = || {
-        vec![
-            calls(vec![
-                ToolCall::of(SendEmailArgs { to: "a".into() }, "e1"),
-                ToolCall::of(
-                    DeleteFileArgs {
-                        path: "x.txt".into(),
-                    },
-                    "d1",
-                ),
-            ]),
-            Message::assistant("ok"),
-        ]
-    };
+    let turns = email_then_delete;
     // An edit of the email and a text response to the deletion (the policy allows
     // reject, so the text rejects it).
     let agent1 = agent(turns(), ReviewMode::Batched);

@@ -20,44 +20,19 @@ pub(crate) fn invalid_args(name: &str, args: &Value, error: &str) -> String {
     )
 }
 
+/// How Python writes a value: `repr` of the equivalent object, or `json.dumps`.
+#[derive(Clone, Copy)]
+enum Python {
+    Repr,
+    JsonDumps,
+}
+
 /// A JSON value as Python's `repr` prints the equivalent object (`{'to': 'a', 'n': 1,
 /// 'ok': True, 'x': None}`), as LangChain's messages quote arguments.
 pub(crate) fn python_repr(value: &Value) -> String {
     let mut out = String::new();
-    write_repr(&mut out, value);
+    write(&mut out, value, Python::Repr);
     out
-}
-
-fn write_repr(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_str(out, k);
-                out.push_str(": ");
-                write_repr(out, v);
-            }
-            out.push('}');
-        }
-    }
 }
 
 /// A JSON value as Python's `json.dumps` writes it (LangChain's edit notice quotes the
@@ -65,36 +40,43 @@ fn write_repr(out: &mut String, value: &Value) {
 /// as `\uXXXX`.
 pub(crate) fn python_json(value: &Value) -> String {
     let mut out = String::new();
-    write_json(&mut out, value);
+    write(&mut out, value, Python::JsonDumps);
     out
 }
 
-fn write_json(out: &mut String, value: &Value) {
-    match value {
-        Value::String(s) => write_json_str(out, s),
-        Value::Array(items) => {
+fn write(out: &mut String, value: &Value, style: Python) {
+    let string = |out: &mut String, s: &str| match style {
+        Python::Repr => write_str(out, s),
+        Python::JsonDumps => write_json_str(out, s),
+    };
+    match (value, style) {
+        (Value::String(s), _) => string(out, s),
+        (Value::Array(items), _) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_json(out, item);
+                write(out, item, style);
             }
             out.push(']');
         }
-        Value::Object(map) => {
+        (Value::Object(map), _) => {
             out.push('{');
             for (i, (k, v)) in map.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_json_str(out, k);
+                string(out, k);
                 out.push_str(": ");
-                write_json(out, v);
+                write(out, v, style);
             }
             out.push('}');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        (Value::Null, Python::Repr) => out.push_str("None"),
+        (Value::Bool(true), Python::Repr) => out.push_str("True"),
+        (Value::Bool(false), Python::Repr) => out.push_str("False"),
+        (scalar, _) => out.push_str(&scalar.to_string()),
     }
 }
 

@@ -228,17 +228,7 @@ pub(crate) async fn admit(
     // one leaves no run behind.
     let mut started = None;
     if admission == Admission::Started && matches!(spec.input, JsonInput::Command(_)) {
-        let first = async {
-            let mut stream = reg.graph.stream(spec.input.clone(), &cfg, &spec.options)?;
-            let prelude = match stream.next().await {
-                Some(Err(e)) => return Err(e),
-                Some(Ok(first)) => vec![first],
-                None => Vec::new(),
-            };
-            Ok((stream, prelude))
-        }
-        .await;
-        match first {
+        match first_event(&*reg.graph, &spec.input, &cfg, &spec.options).await {
             Ok(s) => started = Some(s),
             Err(e) => {
                 inner.store.delete_run(&run.run_id).await?;
@@ -287,6 +277,23 @@ pub(crate) async fn admit(
         inner.queue.wake(thread_id).await?;
     }
     Ok(Admitted { run, live })
+}
+
+/// Starts a run and waits for its first event: the runtime checks a resume before it
+/// stores anything, so an error here means nothing was stored.
+async fn first_event(
+    graph: &dyn crate::graph::JsonGraph,
+    input: &JsonInput,
+    cfg: &RunConfig,
+    options: &JsonRunOptions,
+) -> Result<(JsonRunStream, Vec<JsonEvent>), CallError> {
+    let mut stream = graph.stream(input.clone(), cfg, options)?;
+    let prelude = match stream.next().await {
+        Some(Err(e)) => return Err(e),
+        Some(Ok(first)) => vec![first],
+        None => Vec::new(),
+    };
+    Ok((stream, prelude))
 }
 
 /// Starts the oldest pending run of a thread, if the thread is free.
@@ -398,19 +405,14 @@ pub(crate) async fn continue_orphan(inner: Arc<Inner>, run: RunRecord) {
     let patience = inner.store.lease().unwrap_or_default() * 4 + std::time::Duration::from_secs(5);
     let started_at = std::time::Instant::now();
     loop {
-        let attempt = async {
-            let mut stream =
-                exec.graph
-                    .stream(exec.spec.input.clone(), &exec.cfg, &exec.spec.options)?;
-            let prelude = match stream.next().await {
-                Some(Err(e)) => return Err(e),
-                Some(Ok(first)) => vec![first],
-                None => Vec::new(),
-            };
-            Ok((stream, prelude))
-        }
-        .await;
-        match attempt {
+        match first_event(
+            &*exec.graph,
+            &exec.spec.input,
+            &exec.cfg,
+            &exec.spec.options,
+        )
+        .await
+        {
             Ok(started) => return supervise(inner.clone(), live, exec, Some(started)),
             Err(CallError::Run(RunError::Resume(_)))
                 if !matches!(exec.spec.input, JsonInput::Continue) =>
@@ -661,12 +663,7 @@ pub(crate) async fn cancel(
     action: CancelAction,
     wait: bool,
 ) -> Result<(), ApiError> {
-    let resumable = run
-        .kwargs
-        .get("resumable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let live = inner.lives.ensure(&run.run_id, resumable);
+    let live = inner.lives.ensure(&run.run_id, resumable(run));
     live.request_cancel(action);
     let current = inner.store.get_run(&run.thread_id, &run.run_id).await?;
     if current.is_some_and(|r| r.status == RunStatus::Pending) {

@@ -34,7 +34,6 @@ pub use postgres::{PostgresRunStore, PostgresStoreBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres_queue::PostgresQueue;
 pub use sqlite::SqliteRunStore;
-pub(crate) use sqlite::contains as json_contains;
 
 use crate::auth::Identity;
 use crate::error::StoreError;
@@ -307,6 +306,60 @@ impl Default for ThreadQuery {
             limit: 10,
             offset: 0,
         }
+    }
+}
+
+/// Whether `target` contains `filter`, as JSONB containment: objects by their
+/// entries, arrays by their elements, scalars by equality.
+pub(crate) fn json_contains(target: &Value, filter: &Value) -> bool {
+    match (target, filter) {
+        (Value::Object(t), Value::Object(f)) => f
+            .iter()
+            .all(|(k, fv)| t.get(k).is_some_and(|tv| json_contains(tv, fv))),
+        (Value::Array(t), Value::Array(f)) => {
+            f.iter().all(|fv| t.iter().any(|tv| json_contains(tv, fv)))
+        }
+        (t, f) => t == f,
+    }
+}
+
+impl ThreadQuery {
+    /// The page this query selects from `threads` (in the query's order, already
+    /// filtered by status): ids and metadata filter, then offset and limit; `total`
+    /// counts every match.
+    pub(crate) fn page(
+        &self,
+        threads: impl IntoIterator<Item = Result<ThreadRecord, StoreError>>,
+    ) -> Result<ThreadPage, StoreError> {
+        let mut total = 0;
+        let mut page = Vec::new();
+        for thread in threads {
+            let thread = thread?;
+            if self
+                .ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&thread.thread_id))
+            {
+                continue;
+            }
+            let matches = self.metadata.iter().all(|(k, filter)| {
+                thread
+                    .metadata
+                    .get(k)
+                    .is_some_and(|value| json_contains(value, filter))
+            });
+            if !matches {
+                continue;
+            }
+            if total >= self.offset && page.len() < self.limit {
+                page.push(thread);
+            }
+            total += 1;
+        }
+        Ok(ThreadPage {
+            threads: page,
+            total,
+        })
     }
 }
 

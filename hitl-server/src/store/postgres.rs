@@ -412,28 +412,7 @@ impl RunStore for PostgresRunStore {
             )
             .await
             .map_err(backend)?;
-        let filter = serde_json::Value::Object(query.metadata.clone());
-        let mut total = 0;
-        let mut threads = Vec::new();
-        for row in &rows {
-            let thread = thread_of(row)?;
-            if let Some(ids) = &query.ids
-                && !ids.contains(&thread.thread_id)
-            {
-                continue;
-            }
-            if !super::sqlite::contains(
-                &serde_json::Value::Object(thread.metadata.clone()),
-                &filter,
-            ) {
-                continue;
-            }
-            if total >= query.offset && threads.len() < query.limit {
-                threads.push(thread);
-            }
-            total += 1;
-        }
-        Ok(ThreadPage { threads, total })
+        query.page(rows.iter().map(thread_of))
     }
 
     async fn insert_run(&self, run: &RunRecord, if_busy: IfBusy) -> Result<Admission, StoreError> {

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde_json::Value;
 
 use super::{
     Admission, IfBusy, IfExists, Recovery, RunRecord, RunStatus, RunStore, ThreadPage, ThreadQuery,
@@ -300,20 +299,6 @@ fn set_status(conn: &Connection, run_id: &str, status: RunStatus) -> Result<(), 
     Ok(())
 }
 
-/// Whether `target` contains `filter`, as JSONB containment: objects by their
-/// entries, arrays by their elements, scalars by equality.
-pub(crate) fn contains(target: &Value, filter: &Value) -> bool {
-    match (target, filter) {
-        (Value::Object(t), Value::Object(f)) => f
-            .iter()
-            .all(|(k, fv)| t.get(k).is_some_and(|tv| contains(tv, fv))),
-        (Value::Array(t), Value::Array(f)) => {
-            f.iter().all(|fv| t.iter().any(|tv| contains(tv, fv)))
-        }
-        (t, f) => t == f,
-    }
-}
-
 #[async_trait::async_trait]
 impl RunStore for SqliteRunStore {
     async fn create_thread(
@@ -400,25 +385,8 @@ impl RunStore for SqliteRunStore {
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter()), thread_of)
             .map_err(backend)?;
-        let filter = Value::Object(query.metadata.clone());
-        let mut total = 0;
-        let mut threads = Vec::new();
-        for row in rows {
-            let thread = row.map_err(backend)?.decode()?;
-            if let Some(ids) = &query.ids
-                && !ids.contains(&thread.thread_id)
-            {
-                continue;
-            }
-            if !contains(&Value::Object(thread.metadata.clone()), &filter) {
-                continue;
-            }
-            if total >= query.offset && threads.len() < query.limit {
-                threads.push(thread);
-            }
-            total += 1;
-        }
-        Ok(ThreadPage { threads, total })
+        let threads = rows.map(|row| row.map_err(backend)?.decode());
+        query.page(threads)
     }
 
     async fn insert_run(&self, run: &RunRecord, if_busy: IfBusy) -> Result<Admission, StoreError> {

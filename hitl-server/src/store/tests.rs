@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde_json::{Map, json};
 
-use super::sqlite::contains;
 use super::*;
 
 fn run(thread: &str, id: &str) -> RunRecord {
@@ -163,12 +162,12 @@ async fn search_pages_after_filtering(s: &dyn RunStore) {
 #[test]
 fn metadata_filters_are_containment() {
     let t = json!({"a": 1, "b": {"c": [1, 2], "d": "x"}});
-    assert!(contains(&t, &json!({})));
-    assert!(contains(&t, &json!({"a": 1})));
-    assert!(contains(&t, &json!({"b": {"c": [2]}})));
-    assert!(!contains(&t, &json!({"b": {"c": [3]}})));
-    assert!(!contains(&t, &json!({"a": "1"})));
-    assert!(!contains(&t, &json!({"z": null})));
+    assert!(json_contains(&t, &json!({})));
+    assert!(json_contains(&t, &json!({"a": 1})));
+    assert!(json_contains(&t, &json!({"b": {"c": [2]}})));
+    assert!(!json_contains(&t, &json!({"b": {"c": [3]}})));
+    assert!(!json_contains(&t, &json!({"a": "1"})));
+    assert!(!json_contains(&t, &json!({"z": null})));
 }
 
 mod sqlite {

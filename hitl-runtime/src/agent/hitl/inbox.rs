@@ -21,20 +21,28 @@ use serde_json::{Value, json};
 
 use crate::policy::DecisionType;
 
-/// The decisions for an answer in `HumanResponse` form to a review offering these
-/// allowed decisions per call; `None` if the answer is not in that form.
-pub(super) fn translate(allowed: &[Vec<DecisionType>], answer: &Value) -> Option<Value> {
+/// The answer's `HumanResponse` items, if it is in that form: a list of objects whose
+/// `type` is one of the four, or one such object. Cheap: checked before anything else
+/// is read for the translation.
+pub(super) fn human_responses(answer: &Value) -> Option<&[Value]> {
     let responses = match answer {
         Value::Array(list) => list.as_slice(),
         // One response for a one-call review.
-        Value::Object(o) if o.contains_key("type") && !o.contains_key("decisions") => {
-            std::slice::from_ref(answer)
-        }
+        Value::Object(_) => std::slice::from_ref(answer),
         _ => return None,
     };
-    if responses.is_empty() {
-        return None;
-    }
+    let typed = |r: &Value| {
+        matches!(
+            r.get("type").and_then(Value::as_str),
+            Some("accept" | "edit" | "response" | "ignore")
+        )
+    };
+    (!responses.is_empty() && responses.iter().all(typed)).then_some(responses)
+}
+
+/// The decisions for these `HumanResponse` items, given the decisions the review
+/// allows per call; `None` if an item's `args` do not fit its type.
+pub(super) fn translate(allowed: &[Vec<DecisionType>], responses: &[Value]) -> Option<Value> {
     let decisions: Option<Vec<Value>> = responses
         .iter()
         .enumerate()
@@ -84,28 +92,35 @@ mod tests {
             {"type": "response", "args": "not now"},
         ]);
         assert_eq!(
-            translate(&allowed, &answer).unwrap(),
+            translate(&allowed, human_responses(&answer).unwrap()).unwrap(),
             json!({"decisions": [
                 {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "bob"}}},
                 {"type": "respond", "message": "already done"},
                 {"type": "reject", "message": "not now"},
             ]})
         );
+        let one = json!({"type": "accept", "args": null});
+        let ignore = json!([{"type": "ignore", "args": null}]);
         assert_eq!(
-            translate(&allowed[..1], &json!({"type": "accept", "args": null})).unwrap(),
+            translate(&allowed[..1], human_responses(&one).unwrap()).unwrap(),
             json!({"decisions": [{"type": "approve"}]})
         );
         assert_eq!(
-            translate(&allowed[..1], &json!([{"type": "ignore", "args": null}])).unwrap(),
+            translate(&allowed[..1], human_responses(&ignore).unwrap()).unwrap(),
             json!({"decisions": [{"type": "reject"}]})
         );
         // Not this form: left as given (and checked as given).
-        assert_eq!(translate(&allowed, &json!({"decisions": []})), None);
-        assert_eq!(translate(&allowed, &json!([])), None);
-        assert_eq!(translate(&allowed, &json!([{"type": "maybe"}])), None);
-        assert_eq!(
-            translate(&allowed, &json!([{"type": "edit", "args": {}}])),
-            None
-        );
+        for other in [
+            json!({"decisions": []}),
+            json!({"type": "approve"}),
+            json!([]),
+            json!([{"type": "maybe"}]),
+            json!([{"type": "accept"}, {"type": "approve"}]),
+        ] {
+            assert_eq!(human_responses(&other), None, "{other}");
+        }
+        // The form, with args that do not fit.
+        let bad = json!([{"type": "edit", "args": {}}]);
+        assert_eq!(translate(&allowed, human_responses(&bad).unwrap()), None);
     }
 }

@@ -162,6 +162,7 @@ impl ResumeKind for BatchedKind {
 
     /// Agent Inbox's `HumanResponse` list, translated per policy (see `inbox`).
     fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        let responses = super::inbox::human_responses(answer)?;
         #[derive(Deserialize)]
         struct Configs {
             review_configs: Vec<Offered>,
@@ -172,7 +173,7 @@ impl ResumeKind for BatchedKind {
             .into_iter()
             .map(|c| c.allowed_decisions)
             .collect();
-        super::inbox::translate(&allowed, answer)
+        super::inbox::translate(&allowed, responses)
     }
 }
 
@@ -203,12 +204,13 @@ impl ResumeKind for PerCallKind {
     /// Agent Inbox's `HumanResponse` (alone or in a one-item list), translated per
     /// policy (see `inbox`).
     fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        let responses = super::inbox::human_responses(answer)?;
         #[derive(Deserialize)]
         struct Request {
             allowed_decisions: Vec<DecisionType>,
         }
         let request = Request::deserialize(payload).ok()?;
-        let mut translated = super::inbox::translate(&[request.allowed_decisions], answer)?;
+        let mut translated = super::inbox::translate(&[request.allowed_decisions], responses)?;
         match translated["decisions"].as_array_mut()?.as_mut_slice() {
             [one] => Some(one.take()),
             _ => None,
