@@ -361,11 +361,7 @@ fn three_servers_on_postgres_survive_sigkill_and_lose_no_run() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(
-            succeeded,
-            threads as i64 * 2,
-            "every run is recorded, once"
-        );
+        assert_eq!(succeeded, threads as i64 * 2, "every run is recorded, once");
         let saver = schemas.saver(&schema).await;
         let stats = crate::crash::Stats {
             kills,
