@@ -216,6 +216,10 @@ pub enum CheckpointError {
         /// The newest this build knows.
         supported: i64,
     },
+    /// A thread's decision records do not verify: one was changed, removed or
+    /// reordered in the store.
+    #[error(transparent)]
+    Tampered(#[from] crate::checkpoint::ChainError),
     /// An error from the storage backend.
     #[error("checkpoint storage failed: {0}")]
     Backend(#[source] BoxError),
@@ -337,6 +341,54 @@ pub enum ResumeError {
         requested: CheckpointId,
         /// The head.
         head: CheckpointId,
+    },
+    /// A person answered an interrupt after its deadline. Nothing was stored; the
+    /// timeout answer applies ([`crate::CompiledGraph::expire_due`]).
+    #[error(
+        "interrupt {id} expired at {} (ms since the epoch); answers are no longer accepted{}",
+        expired_at,
+        if *has_timeout_answer { "; its timeout answer is applied by `expire_due`" } else { "" }
+    )]
+    Expired {
+        /// The interrupt.
+        id: InterruptId,
+        /// When it expired (ms since the Unix epoch).
+        expired_at: u64,
+        /// Whether it declares an answer for the timeout.
+        has_timeout_answer: bool,
+    },
+    /// The reviewer does not hold the roles the interrupt asks for (or none was
+    /// given). Nothing was stored.
+    #[error(
+        "interrupt {id} may be answered only by a reviewer with the role {needs}; {}",
+        match reviewer {
+            Some(r) => format!("`{r}` does not have it"),
+            None => "say who answers with `Command::by(Reviewer::new(..).role(..))`".to_owned(),
+        }
+    )]
+    Unauthorized {
+        /// The interrupt.
+        id: InterruptId,
+        /// The roles needed (`finance; ops or admin`), or what else is needed.
+        needs: String,
+        /// Who tried, if anyone said.
+        reviewer: Option<String>,
+    },
+    /// What the interrupt reviews changed since it was raised (a deployment changed
+    /// the tool's policy or argument schema). Nothing was stored.
+    #[error(
+        "interrupt {id} reviews a call of `{tool}`, whose policy or argument schema changed since the review was raised ({raised} then, {}); register a migration that accepts the pending call (`HumanInTheLoop::on_policy_change`) or start a new run",
+        current.as_deref().unwrap_or("no longer reviewed now")
+    )]
+    PolicyChanged {
+        /// The interrupt.
+        id: InterruptId,
+        /// The tool.
+        tool: String,
+        /// Its digest when the review was raised.
+        raised: String,
+        /// Its digest now.
+        current: Option<String>,
     },
     /// An interrupt kind with no validator in this graph.
     #[error(

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::governance::{Governance, GovernanceSpec};
 use crate::ids::{InterruptId, TaskId};
 
 /// A value a node can pause on, with the type of the answer it expects.
@@ -28,6 +29,13 @@ pub trait Interrupt: Serialize {
 
     /// The JSON schema answers must match, if any.
     fn resume_schema() -> Option<Arc<Value>>;
+
+    /// Its deadline, timeout answer and the roles that may answer it
+    /// (`#[interrupt(expires = "4h", on_timeout = fn_name, reviewers = ["ops"])]`).
+    /// None by default.
+    fn governance(&self) -> GovernanceSpec {
+        GovernanceSpec::default()
+    }
 }
 
 impl Interrupt for Value {
@@ -52,6 +60,8 @@ pub struct InterruptRequest {
     /// The payload's type name ([`Interrupt::NAME`]), stored so that readers can tell
     /// what raised the interrupt.
     pub payload_type: Option<String>,
+    /// Its deadline, the roles that may answer it, the approvals it needs.
+    pub governance: Option<GovernanceSpec>,
 }
 
 impl InterruptRequest {
@@ -62,7 +72,14 @@ impl InterruptRequest {
             resume_schema: None,
             kind: None,
             payload_type: None,
+            governance: None,
         }
+    }
+
+    /// Answered under these rules (nothing is stored if the spec declares nothing).
+    pub fn governed(mut self, spec: GovernanceSpec) -> Self {
+        self.governance = (!spec.is_empty()).then_some(spec);
+        self
     }
 }
 
@@ -91,6 +108,13 @@ pub struct PendingInterrupt {
     /// [`type_name`](Self::type_name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_type: Option<String>,
+    /// Its deadline, timeout answer, the roles that may answer it and the approvals it
+    /// needs, if it declares any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Governance>,
+    /// The reviewers who approved it so far, when it needs several approvals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
 }
 
 impl PendingInterrupt {
@@ -227,6 +251,45 @@ pub trait ResumeKind: Send + Sync + 'static {
         let _ = (payload, answer);
         None
     }
+
+    /// Whether what the interrupt reviews is still what it was when it was raised
+    /// (for a tool review: the tool's policy and argument schema). An error refuses
+    /// the answer with [`crate::ResumeError::PolicyChanged`]. The default: unchanged.
+    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
+        let _ = payload;
+        Ok(())
+    }
+
+    /// How an answer counts when the interrupt needs several approvals
+    /// ([`crate::Governance::approvals`]). The default: it decides.
+    fn vote(&self, payload: &Value, answer: &Value) -> Vote {
+        let _ = (payload, answer);
+        Vote::Decides
+    }
+}
+
+/// How an answer counts toward an interrupt's quorum ([`ResumeKind::vote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vote {
+    /// It approves everything asked: one approval; the interrupt stays pending until
+    /// enough distinct reviewers approved.
+    Approves,
+    /// It approves nothing (a rejection, say): it decides at once.
+    Decides,
+    /// It approves some things and declines others: accepted only as the approval that
+    /// completes the quorum.
+    Mixed,
+}
+
+/// A reviewed thing that changed since its review was raised ([`ResumeKind::binding`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// What changed (a tool's name).
+    pub tool: String,
+    /// Its digest when the review was raised.
+    pub raised: String,
+    /// Its digest now (`None`: it no longer exists or is no longer reviewed).
+    pub current: Option<String>,
 }
 
 impl<F> ResumeKind for F

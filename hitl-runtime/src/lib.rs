@@ -5,12 +5,13 @@
 extern crate self as hitl_runtime;
 
 // Layers, each using only the ones above it:
-// ids, error → schema, state, message, interrupt → checkpoint → context → graph → run
+// ids, error → schema, state, message, interrupt, governance → checkpoint → context → graph → run
 // → tool, policy → agent → testing.
 pub mod agent;
 pub mod checkpoint;
 mod context;
 mod error;
+pub mod governance;
 mod graph;
 mod ids;
 mod interrupt;
@@ -67,18 +68,19 @@ pub use graph::{
     Command, END, EdgeSource, EdgeTarget, EdgeTargets, End, Goto, NodeHandle, NodeOutput, Route,
     START, SendTo, Start, StateGraph,
 };
+pub use governance::{DecidedBy, Governance, GovernanceSpec, Reviewer};
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{
-    Answer, Interrupt, InterruptRequest, PendingInterrupt, ResumeKind, ResumeValidator,
-    TypedInterrupt,
+    Answer, Interrupt, InterruptRequest, PendingInterrupt, PolicyChange, ResumeKind,
+    ResumeValidator, TypedInterrupt, Vote,
 };
 pub use message::{Message, ToolCall};
 pub use policy::{
     Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
 };
 pub use run::{
-    CompileBuilder, CompiledGraph, Input, RunOutput, RunStatus, RunStream, StateSnapshot,
-    StreamEvent, TaskInfo, TaskOutcome,
+    CompileBuilder, CompiledGraph, Expired, Input, RunOutput, RunStatus, RunStream,
+    StateSnapshot, StreamEvent, TaskInfo, TaskOutcome,
 };
 pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::BitOr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -171,6 +172,10 @@ impl BitOr<DecisionType> for DecisionSet {
     }
 }
 
+/// The message of the rejection applied when a review without a declared
+/// `on_timeout` expires.
+pub const EXPIRED_MESSAGE: &str = "No reviewer decided before the review expired, so the call was not executed.";
+
 type DescribeFn = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
 type WhenFn = Arc<dyn Fn(&Value) -> Option<bool> + Send + Sync>;
 
@@ -232,6 +237,10 @@ pub struct InterruptPolicy {
     allowed: DecisionSet,
     description: Option<Description>,
     when: Option<WhenFn>,
+    expires: Option<Duration>,
+    on_timeout: Option<Decision>,
+    reviewers: Vec<String>,
+    approvals: u32,
 }
 
 impl fmt::Debug for InterruptPolicy {
@@ -240,6 +249,10 @@ impl fmt::Debug for InterruptPolicy {
             .field("allowed", &self.allowed)
             .field("description", &self.description)
             .field("when", &self.when.as_ref().map(|_| ".."))
+            .field("expires", &self.expires)
+            .field("on_timeout", &self.on_timeout)
+            .field("reviewers", &self.reviewers)
+            .field("approvals", &self.approvals)
             .finish()
     }
 }
@@ -260,6 +273,10 @@ impl InterruptPolicy {
             allowed,
             description: None,
             when: None,
+            expires: None,
+            on_timeout: None,
+            reviewers: Vec::new(),
+            approvals: 1,
         }
     }
 
@@ -290,9 +307,110 @@ impl InterruptPolicy {
         self
     }
 
+    /// The review expires after `after`: its timeout decision is applied
+    /// ([`crate::CompiledGraph::expire_due`]) and later answers are refused. The
+    /// timeout decision is [`on_timeout`](Self::on_timeout)'s, by default a rejection
+    /// (the call does not run).
+    pub fn expires(mut self, after: Duration) -> Self {
+        self.expires = Some(after);
+        self
+    }
+
+    /// The decision applied when the review expires.
+    pub fn on_timeout(mut self, decision: Decision) -> Self {
+        self.on_timeout = Some(decision);
+        self
+    }
+
+    /// Only reviewers with one of these roles may decide.
+    pub fn reviewers<R: Into<String>>(mut self, roles: impl IntoIterator<Item = R>) -> Self {
+        self.reviewers = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A call runs only when `n` distinct reviewers approved it; one rejection decides.
+    pub fn approvals(mut self, n: u32) -> Self {
+        self.approvals = n;
+        self
+    }
+
     /// The decisions a reviewer may take.
     pub fn allowed(&self) -> DecisionSet {
         self.allowed
+    }
+
+    /// How long a review waits, if it expires.
+    pub fn expiry(&self) -> Option<Duration> {
+        self.expires
+    }
+
+    /// The decision applied when the review expires: the declared one, else a
+    /// rejection with [`EXPIRED_MESSAGE`]. `None` if it does not expire.
+    pub fn timeout_decision(&self) -> Option<Decision> {
+        self.expires?;
+        Some(self.on_timeout.clone().unwrap_or_else(|| Decision::Reject {
+            message: Some(EXPIRED_MESSAGE.to_owned()),
+        }))
+    }
+
+    /// The roles that may decide (empty: anyone).
+    pub fn reviewer_roles(&self) -> &[String] {
+        &self.reviewers
+    }
+
+    /// How many distinct reviewers must approve.
+    pub fn required_approvals(&self) -> u32 {
+        self.approvals
+    }
+
+    /// Checks the rules `#[tool]` checks at compile time, for policies built at run time.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(d) = &self.on_timeout {
+            if self.expires.is_none() {
+                return Err("`on_timeout` needs `expires`: a review that never expires never times out".into());
+            }
+            if matches!(d, Decision::Edit { .. }) {
+                return Err("`on_timeout` cannot be `edit`: nobody writes the arguments when a review times out".into());
+            }
+            if !self.allowed.contains(d.kind()) {
+                return Err(format!("`on_timeout` is `{}`, which the policy does not allow", d.kind()));
+            }
+        }
+        if self.approvals == 0 {
+            return Err("`approvals` must be at least 1".into());
+        }
+        if self.approvals > 1 && !self.allowed.contains(DecisionType::Approve) {
+            return Err("`approvals` above 1 needs `approve` among the allowed decisions".into());
+        }
+        if self.approvals > 1 && self.allowed.contains(DecisionType::Edit) {
+            return Err("`approvals` above 1 cannot be combined with `edit`: reviewers would approve different calls".into());
+        }
+        if self.reviewers.iter().any(String::is_empty) {
+            return Err("`reviewers` names an empty role".into());
+        }
+        Ok(())
+    }
+
+    /// A digest (SHA-256, hex) of this policy and a tool's argument schema: what a
+    /// pending review is bound to. A description function and a `when` filter are not
+    /// part of it (code cannot be hashed); a description template is.
+    pub fn digest(&self, tool: &str, args_schema: &Value) -> String {
+        let description = match &self.description {
+            Some(Description::Template(t)) => serde_json::json!(t.as_ref()),
+            Some(Description::Function(_)) => serde_json::json!("<function>"),
+            None => Value::Null,
+        };
+        let canonical = serde_json::json!({
+            "tool": tool,
+            "allowed": self.allowed.iter().collect::<Vec<_>>(),
+            "description": description,
+            "expires_s": self.expires.map(|d| d.as_secs()),
+            "on_timeout": self.on_timeout,
+            "reviewers": self.reviewers,
+            "approvals": self.approvals,
+            "args_schema": args_schema,
+        });
+        crate::checkpoint::sha256_hex(canonical.to_string().as_bytes())
     }
 
     /// Whether a call with these arguments is reviewed.

@@ -171,7 +171,10 @@ pub(crate) fn resume_status(e: &ResumeError) -> StatusCode {
         ResumeError::NothingPending { .. }
         | ResumeError::UnknownThread { .. }
         | ResumeError::AlreadyAnswered { .. }
-        | ResumeError::NotAtHead { .. } => StatusCode::CONFLICT,
+        | ResumeError::NotAtHead { .. }
+        | ResumeError::Expired { .. }
+        | ResumeError::PolicyChanged { .. } => StatusCode::CONFLICT,
+        ResumeError::Unauthorized { .. } => StatusCode::FORBIDDEN,
         ResumeError::NoCheckpointer => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use hitl::{
-    ActionRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
+    ActionRequest, AuthorizeRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
     ReviewConfig, ReviewMode, ReviewedCall, ToolApprovalRequest,
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};

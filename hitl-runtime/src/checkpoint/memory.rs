@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::{
-    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread,
-    PendingWrite, Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
-    unanswered_interrupts,
+    Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, DecisionEntry, DecisionRecord,
+    ListFilter, PendingThread, PendingWrite, Prune, RecordQuery, StoredCheckpoint, WriteMode,
+    needed_blobs, prune_keep_set, unanswered_interrupts,
 };
+use super::decisions::seal_all;
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
 
@@ -31,6 +32,8 @@ struct Store {
     threads: HashMap<Box<str>, Thread>,
     /// Run leases: thread -> (holder, expiry).
     leases: HashMap<Box<str>, (String, Instant)>,
+    /// Decision records by thread, in chain order (kept when a thread is deleted).
+    decisions: HashMap<Box<str>, Vec<DecisionEntry>>,
 }
 
 /// A thread's namespaces: the root one, then subgraphs' (few, looked up by name).
@@ -360,7 +363,21 @@ impl Checkpointer for InMemorySaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError> {
+        self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    async fn put_decisions(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+        records: Vec<DecisionRecord>,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
         let mut store = self.lock();
+        let store = &mut *store;
         let space = match store.threads.get_mut(thread) {
             Some(t) => t.space_or_new(ns),
             None => store
@@ -381,7 +398,42 @@ impl Checkpointer for InMemorySaver {
                 actual: space.head,
             });
         }
-        merge_writes(thread, &mut space.entry_mut(checkpoint).writes, writes)
+        merge_writes(thread, &mut space.entry_mut(checkpoint).writes, writes)?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chain = store.decisions.entry(thread.into()).or_default();
+        let last = chain.last().map(|e| (e.seq, e.hash.clone()));
+        let sealed = seal_all(last, &records);
+        chain.extend(sealed.iter().cloned());
+        Ok(sealed)
+    }
+
+    async fn decision_records(
+        &self,
+        query: &RecordQuery,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+        let store = self.lock();
+        let chains: Vec<&Vec<DecisionEntry>> = match &query.thread {
+            Some(t) => store.decisions.get(t.as_str()).into_iter().collect(),
+            None => store.decisions.values().collect(),
+        };
+        let mut out = Vec::new();
+        for entry in chains.into_iter().flatten() {
+            if let Some(who) = &query.reviewer {
+                let record = entry
+                    .record()
+                    .map_err(CheckpointError::decoding("", "a decision record"))?;
+                if record.reviewer_id() != Some(who.as_str()) {
+                    continue;
+                }
+            }
+            out.push(entry.clone());
+            if query.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn list(

@@ -19,6 +19,7 @@
 //! All values are JSON. Anything that fails to decode is an error, never a default.
 
 mod codec;
+mod decisions;
 mod memory;
 pub(crate) mod pending;
 #[cfg(feature = "postgres")]
@@ -38,6 +39,10 @@ use crate::error::CheckpointError;
 use crate::ids::{CheckpointId, InterruptId, TaskId};
 
 pub(crate) use codec::{StepBlobs, materialize};
+pub use decisions::{
+    ChainError, ChainReport, DecisionEntry, DecisionRecord, Outcome, RecordQuery, sha256_hex,
+    verify_chain,
+};
 pub use memory::{InMemorySaver, StoredBytes};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -259,6 +264,9 @@ pub enum WriteKind {
     Resume,
     /// Input-level writes of a `Command` (update, goto), on [`TaskId::NULL`].
     Command,
+    /// One reviewer's approval of an interrupt that needs several; its slot is derived
+    /// from the interrupt and the reviewer. Insert-if-absent.
+    Approval,
 }
 
 impl WriteKind {
@@ -278,6 +286,7 @@ impl WriteKind {
             WriteKind::Interrupt => "interrupt",
             WriteKind::Resume => "resume",
             WriteKind::Command => "command",
+            WriteKind::Approval => "approval",
         }
     }
 
@@ -289,6 +298,7 @@ impl WriteKind {
             "interrupt" => WriteKind::Interrupt,
             "resume" => WriteKind::Resume,
             "command" => WriteKind::Command,
+            "approval" => WriteKind::Approval,
             _ => return None,
         })
     }
@@ -296,7 +306,9 @@ impl WriteKind {
     /// How a backend stores a write of this kind when one exists at its key.
     pub fn mode(self) -> WriteMode {
         match self {
-            WriteKind::Result | WriteKind::Command => WriteMode::InsertIfAbsent,
+            WriteKind::Result | WriteKind::Command | WriteKind::Approval => {
+                WriteMode::InsertIfAbsent
+            }
             WriteKind::Error | WriteKind::Interrupt => WriteMode::Upsert,
             WriteKind::Resume => WriteMode::InsertOrConflict,
         }
@@ -448,6 +460,33 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError>;
+
+    /// [`put_writes`](Self::put_writes), appending `records` to the thread's decision
+    /// records in the same transaction: numbered after the thread's last record and
+    /// sealed with its hash ([`DecisionEntry::seal`]). All or nothing. Returns the
+    /// stored entries. A resume stores its answers with this.
+    async fn put_decisions(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+        records: Vec<DecisionRecord>,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError>;
+
+    /// Decision records, in chain order per thread (oldest first). Records are never
+    /// changed or deleted, not even with their thread.
+    async fn decision_records(
+        &self,
+        query: &RecordQuery,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError>;
+
+    /// Checks a thread's decision records ([`verify_chain`]): an error names the first
+    /// record that was changed, removed or reordered.
+    async fn verify_decisions(&self, thread: &str) -> Result<ChainReport, CheckpointError> {
+        let entries = self.decision_records(&RecordQuery::thread(thread)).await?;
+        verify_chain(thread, &entries).map_err(CheckpointError::Tampered)
+    }
 
     /// Checkpoints of one namespace of a thread, newest first, across all branches.
     async fn list(

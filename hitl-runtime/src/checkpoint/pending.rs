@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
 use crate::ids::{InterruptId, TaskId};
+use crate::governance::Governance;
 use crate::interrupt::PendingInterrupt;
 use crate::interrupt::ResumeValidator;
 
@@ -33,6 +34,21 @@ pub(crate) struct ErrorPayload {
 pub(crate) struct ResumePayload {
     pub(crate) interrupt: InterruptId,
     pub(crate) value: Value,
+}
+
+/// One reviewer's approval of an interrupt that needs several.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ApprovalPayload {
+    pub(crate) interrupt: InterruptId,
+    pub(crate) reviewer: String,
+}
+
+/// The slot of a reviewer's approval of an interrupt: the same reviewer approving twice
+/// lands on the same slot (and is counted once).
+pub(crate) fn approval_idx(interrupt: InterruptId, reviewer: &str) -> i32 {
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{interrupt}\n{reviewer}").as_bytes());
+    // Below every other slot: -1 000 000 and further down.
+    -1_000_000 - (h % 1_000_000_000) as i32
 }
 
 /// A `Command`'s update and goto, on the null task.
@@ -66,6 +82,14 @@ pub(crate) struct RecordView<'a> {
     pub(crate) resume_schema: Option<&'a RawValue>,
     #[serde(default, borrow)]
     pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) node: String,
+    #[serde(default)]
+    pub(crate) ns: String,
+    #[serde(default)]
+    pub(crate) payload_type: Option<String>,
+    #[serde(default)]
+    pub(crate) governance: Option<Governance>,
 }
 
 /// The registered interrupt kinds of a graph, by name.
@@ -84,6 +108,10 @@ struct StoredInterrupt<'a> {
     task_id: TaskId,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governance: Option<&'a Governance>,
 }
 
 /// The kind of an interrupt, if it is registered and derives the schema.
@@ -110,6 +138,8 @@ pub(crate) fn interrupts_write(
             ns: &i.ns,
             task_id: i.task_id,
             kind: i.kind.as_deref(),
+            payload_type: i.payload_type.as_deref(),
+            governance: i.governance.as_ref(),
         })
         .collect();
     write(
@@ -143,6 +173,8 @@ pub(crate) struct Collected {
     /// Interrupts raised per task (the last write of each task).
     pub(crate) interrupts: Vec<(TaskId, Vec<Record>)>,
     pub(crate) answers: HashMap<InterruptId, Value>,
+    /// Who approved interrupts that need several approvals, in the order stored.
+    pub(crate) approvals: HashMap<InterruptId, Vec<String>>,
     pub(crate) resume_counts: HashMap<TaskId, usize>,
     pub(crate) commands: Vec<CommandPayload>,
     /// Unanswered interrupts of tasks that have not finished, with the task whose
@@ -159,6 +191,15 @@ impl Collected {
             .find(|r| r.id == id)
     }
 
+    /// An interrupt as stored, with the approvals it has so far.
+    fn decode(&self, record: &Record, kinds: &Kinds) -> Result<PendingInterrupt, serde_json::Error> {
+        let mut interrupt = record.decode(kinds)?;
+        if let Some(who) = self.approvals.get(&record.id) {
+            interrupt.approved_by = who.clone();
+        }
+        Ok(interrupt)
+    }
+
     /// The decoded records of a task's interrupts that are still pending.
     pub(crate) fn pending_of(
         &self,
@@ -169,7 +210,17 @@ impl Collected {
             .iter()
             .filter(|(owner, _)| *owner == task)
             .filter_map(|(_, id)| self.record(*id))
-            .map(|r| r.decode(kinds))
+            .map(|r| self.decode(r, kinds))
+            .collect()
+    }
+
+    /// Every interrupt still waiting for an answer, as stored (undecodable ones are left
+    /// out: a task raising them again stores them again).
+    pub(crate) fn waiting(&self, kinds: &Kinds) -> HashMap<InterruptId, PendingInterrupt> {
+        self.pending
+            .iter()
+            .filter_map(|(_, id)| self.record(*id))
+            .filter_map(|r| Some((r.id, self.decode(r, kinds).ok()?)))
             .collect()
     }
 
@@ -183,7 +234,7 @@ impl Collected {
             .iter()
             .filter(|(owner, _)| *owner == task)
             .flat_map(|(_, list)| list)
-            .map(|r| r.decode(kinds))
+            .map(|r| self.decode(r, kinds))
             .collect()
     }
 }
@@ -220,6 +271,10 @@ pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::
                 *c.resume_counts.entry(w.task_id).or_default() += 1;
             }
             WriteKind::Command => commands.push((w.idx, serde_json::from_str(raw)?)),
+            WriteKind::Approval => {
+                let a: ApprovalPayload = serde_json::from_str(raw)?;
+                c.approvals.entry(a.interrupt).or_default().push(a.reviewer);
+            }
         }
     }
     commands.sort_by_key(|(idx, _)| *idx);

@@ -45,6 +45,9 @@ pub(crate) struct RunShared {
     pub(crate) thread: Arc<str>,
     pub(crate) saver: Arc<dyn Checkpointer>,
     pub(crate) answers: HashMap<InterruptId, Value>,
+    /// The head's interrupts still waiting for an answer, as stored.
+    pub(crate) waiting: HashMap<InterruptId, PendingInterrupt>,
+    pub(crate) reviewer: Option<crate::governance::Reviewer>,
     pub(crate) events: Option<ContextSink>,
     pub(crate) modes: StreamModes,
     pub(crate) config: RunConfig,
@@ -131,6 +134,12 @@ impl NodeContext {
         &self.task.ns
     }
 
+    /// Who answered in the resume that started this run, if the caller said
+    /// ([`crate::Command::by`]).
+    pub fn decided_by(&self) -> Option<&crate::governance::Reviewer> {
+        self.task.run.reviewer.as_ref()
+    }
+
     /// The run's config.
     pub fn config(&self) -> &RunConfig {
         &self.task.run.config
@@ -182,7 +191,9 @@ impl NodeContext {
                 resume_schema: I::resume_schema(),
                 kind: None,
                 payload_type: I::NAME.map(str::to_owned),
-            })
+                governance: None,
+            }
+            .governed(value.governance()))
         })?;
         match serde_json::from_value(answer) {
             Ok(v) => Ok(v),
@@ -221,6 +232,12 @@ impl NodeContext {
         if let Some(answer) = self.task.run.answers.get(&id) {
             return Ok(answer.clone());
         }
+        // Raised before and still waiting (some approvals given, or other interrupts
+        // answered): it stays what it was, deadline included.
+        if let Some(stored) = self.task.run.waiting.get(&id) {
+            st.raised.push(stored.clone());
+            return Err(Interrupted);
+        }
         let request = match build() {
             Ok(request) => request,
             Err(message) => {
@@ -237,6 +254,10 @@ impl NodeContext {
             task_id: self.task.task_id,
             kind: request.kind,
             payload_type: request.payload_type,
+            governance: request
+                .governance
+                .map(|g| g.stamp(crate::ids::now_ms())),
+            approved_by: Vec::new(),
         });
         Err(Interrupted)
     }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Goto;
+use crate::governance::{DecidedBy, Reviewer};
 use crate::ids::InterruptId;
 use crate::interrupt::Answer;
 use crate::state::State;
@@ -24,6 +25,9 @@ pub struct Command<S: State> {
     update: Option<S::Update>,
     goto: Vec<Goto<S>>,
     resume: Option<Resume>,
+    decided_by: Option<DecidedBy>,
+    /// The clock a timeout is applied at (ms since the epoch); `None`: now.
+    at: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +49,36 @@ impl<S: State> Command<S> {
             update: None,
             goto: Vec::new(),
             resume: None,
+            decided_by: None,
+            at: None,
         }
+    }
+
+    /// Says who answers: checked against the roles the interrupts ask for
+    /// ([`crate::Governance::reviewers`]), counted for quorum, and written in the
+    /// decision records.
+    ///
+    /// ```
+    /// # use hitl_runtime::{AgentState, Command, Decision, Reviewer};
+    /// let resume = Command::<AgentState>::resume(serde_json::json!({"decisions": [{"type": "approve"}]}))
+    ///     .by(Reviewer::new("alice").role("finance"));
+    /// ```
+    pub fn by(mut self, reviewer: Reviewer) -> Self {
+        self.decided_by = Some(DecidedBy::Reviewer(reviewer));
+        self
+    }
+
+    /// The timeout answers of expired interrupts, applied by the system at `at` (ms).
+    pub(crate) fn timeout(answers: Vec<(InterruptId, Value)>, at: u64) -> Self {
+        let mut c = Command::resume_by_id(answers);
+        c.decided_by = Some(DecidedBy::Timeout);
+        c.at = Some(at);
+        c
+    }
+
+    /// Who answers, and the clock the answers are checked at.
+    pub(crate) fn decided_by(&self) -> (Option<&DecidedBy>, Option<u64>) {
+        (self.decided_by.as_ref(), self.at)
     }
 
     /// Answers the one pending interrupt. With several pending, the run fails with
@@ -126,6 +159,7 @@ impl<S: State> fmt::Debug for Command<S> {
             .field("update", &self.update)
             .field("goto", &self.goto)
             .field("resume", &self.resume)
+            .field("decided_by", &self.decided_by)
             .finish()
     }
 }

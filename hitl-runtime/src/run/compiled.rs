@@ -271,7 +271,7 @@ impl<S: State> CompiledGraph<S> {
         RunStream { rx, handle }
     }
 
-    fn saver(&self, operation: &'static str) -> Result<&Arc<dyn Checkpointer>, RunError> {
+    pub(super) fn saver(&self, operation: &'static str) -> Result<&Arc<dyn Checkpointer>, RunError> {
         self.inner
             .checkpointer
             .as_ref()

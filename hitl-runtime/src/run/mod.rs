@@ -10,6 +10,7 @@
 mod cache;
 mod commit;
 mod compiled;
+mod expire;
 mod input;
 mod io;
 mod lease;
@@ -25,6 +26,7 @@ mod tests;
 mod update;
 
 pub use compiled::{CompileBuilder, CompiledGraph};
+pub use expire::Expired;
 pub use input::Input;
 pub use output::{RunOutput, RunStatus, StateSnapshot, TaskInfo};
 pub use stream::{RunStream, StreamEvent, TaskOutcome};

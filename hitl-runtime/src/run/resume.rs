@@ -8,16 +8,36 @@ use serde_json::Value;
 
 use super::commit::{assemble, encode_given};
 use super::step::{Current, Runner};
-use crate::checkpoint::WriteKind;
-use crate::checkpoint::pending::{self, Collected, CommandPayload, ResumePayload};
+use crate::checkpoint::pending::{
+    self, ApprovalPayload, Collected, CommandPayload, ResumePayload, approval_idx,
+};
+use crate::checkpoint::{DecisionRecord, Outcome, WriteKind, sha256_hex};
 use crate::error::{ResumeError, RunError};
+use crate::governance::DecidedBy;
 use crate::graph::{Command, Resume};
-use crate::ids::{InterruptId, TaskId};
-use crate::interrupt::ResumeValidator;
+use crate::ids::{CheckpointId, InterruptId, TaskId};
+use crate::interrupt::{ResumeValidator, Vote};
 use crate::state::State;
 
-/// An answer accepted for storage: (task holding the interrupt, interrupt id, value).
-type Accepted = (TaskId, InterruptId, Value);
+/// An answer accepted for storage.
+pub(super) struct Accepted {
+    /// The task holding the interrupt.
+    owner: TaskId,
+    id: InterruptId,
+    value: Value,
+    /// What it does and who gave it, as recorded.
+    record: DecisionRecord,
+}
+
+/// Who answers, when, and where: what a resume is checked and recorded with.
+pub(super) struct Answering<'a> {
+    pub(super) kinds: &'a HashMap<String, ResumeValidator>,
+    pub(super) thread: &'a str,
+    pub(super) checkpoint: CheckpointId,
+    pub(super) run_id: Option<&'a str>,
+    pub(super) decided_by: Option<&'a DecidedBy>,
+    pub(super) now: u64,
+}
 
 impl<S: State> Runner<S> {
     /// The checkpoint a `Command` starts from: a new thread's first checkpoint (update
@@ -27,6 +47,12 @@ impl<S: State> Runner<S> {
         head: Option<Current<S>>,
         command: Command<S>,
     ) -> Result<Current<S>, RunError> {
+        let (decided_by, at) = command.decided_by();
+        let decided_by = decided_by.cloned();
+        if let Some(DecidedBy::Reviewer(r)) = &decided_by {
+            self.reviewer = Some(r.clone());
+        }
+        let now = at.unwrap_or_else(crate::ids::now_ms);
         let (update, goto, resume) = command.into_parts();
         if update.is_none() && goto.is_empty() && resume.is_none() {
             return Err(RunError::EmptyCommand);
@@ -54,15 +80,43 @@ impl<S: State> Runner<S> {
             .into());
         }
         let mut writes = Vec::new();
+        let mut records = Vec::new();
         if let Some(resume) = resume {
-            let accepted = validate_resume(
-                &self.graph.validators,
-                &self.thread,
-                &head.collected,
-                resume,
-            )?;
+            let answering = Answering {
+                kinds: &self.graph.validators,
+                thread: &self.thread,
+                checkpoint: head.checkpoint.id,
+                run_id: self.cfg.metadata.get("run_id").and_then(Value::as_str),
+                decided_by: decided_by.as_ref(),
+                now,
+            };
+            let accepted = validate_resume(&answering, &head.collected, resume)?;
             let collected = &mut head.collected;
-            for (owner, id, value) in accepted {
+            for Accepted {
+                owner,
+                id,
+                value,
+                record,
+            } in accepted
+            {
+                if let Outcome::Approval { .. } = record.outcome {
+                    let reviewer = record.reviewer_id().unwrap_or_default().to_owned();
+                    writes.push(pending::write(
+                        owner,
+                        approval_idx(id, &reviewer),
+                        WriteKind::Approval,
+                        &ApprovalPayload {
+                            interrupt: id,
+                            reviewer: reviewer.clone(),
+                        },
+                    ));
+                    let who = collected.approvals.entry(id).or_default();
+                    if !who.contains(&reviewer) {
+                        who.push(reviewer);
+                    }
+                    records.push(record);
+                    continue;
+                }
                 let n = collected.resume_counts.entry(owner).or_default();
                 let idx = WriteKind::RESUME_BASE_IDX - *n as i32;
                 *n += 1;
@@ -76,6 +130,7 @@ impl<S: State> Runner<S> {
                     },
                 ));
                 collected.answers.insert(id, value);
+                records.push(record);
             }
             let answers = &collected.answers;
             collected
@@ -100,7 +155,7 @@ impl<S: State> Runner<S> {
             head.collected.commands.push(payload);
         }
         self.saver
-            .put_writes(&self.thread, &self.ns, head.checkpoint.id, writes)
+            .put_decisions(&self.thread, &self.ns, head.checkpoint.id, writes, records)
             .await?;
         head.collected.answers.shrink_to_fit();
         Ok(head)
@@ -109,17 +164,17 @@ impl<S: State> Runner<S> {
 
 /// Checks a resume against the pending interrupts, strictly: a single value needs
 /// exactly one pending interrupt; ids must be pending and answered once; each answer
-/// must pass its interrupt kind's check and its stored schema.
+/// must come in time, from a reviewer with the roles asked for, about a tool whose
+/// policy did not change, and pass its interrupt kind's check and its stored schema.
 pub(super) fn validate_resume(
-    kinds: &HashMap<String, ResumeValidator>,
-    thread: &str,
+    answering: &Answering<'_>,
     collected: &Collected,
     resume: Resume,
 ) -> Result<Vec<Accepted>, ResumeError> {
     let pending = &collected.pending;
     if pending.is_empty() {
         return Err(ResumeError::NothingPending {
-            thread: thread.to_owned(),
+            thread: answering.thread.to_owned(),
         });
     }
     let pending_ids = || pending.iter().map(|(_, id)| *id).collect::<Vec<_>>();
@@ -168,20 +223,27 @@ pub(super) fn validate_resume(
         let invalid = |problems| ResumeError::InvalidValue { id, problems };
         let value = value.map_err(|e| invalid(vec![e]))?;
         crate::schema::check_depth(&value).map_err(|e| invalid(vec![e]))?;
-        let value = check_answer(kinds, collected, id, value)?;
-        accepted.push((owner, id, value));
+        let (value, record) = check_answer(answering, collected, id, value)?;
+        accepted.push(Accepted {
+            owner,
+            id,
+            value,
+            record,
+        });
     }
     Ok(accepted)
 }
 
-/// Checks one answer with its interrupt's kind and stored schema; returns it as it is
-/// stored (in the kind's canonical form, see [`crate::ResumeKind::normalize`]).
+/// Checks one answer: its deadline and the reviewer's authority, that what it reviews
+/// did not change, its kind's check and its stored schema; counts it toward a quorum.
+/// Returns it as it is stored (in the kind's canonical form, see
+/// [`crate::ResumeKind::normalize`]) with its decision record.
 fn check_answer(
-    kinds: &HashMap<String, ResumeValidator>,
+    answering: &Answering<'_>,
     collected: &Collected,
     id: InterruptId,
     mut value: Value,
-) -> Result<Value, ResumeError> {
+) -> Result<(Value, DecisionRecord), ResumeError> {
     let invalid = |problems| ResumeError::InvalidValue { id, problems };
     let record = collected
         .record(id)
@@ -189,8 +251,49 @@ fn check_answer(
     let view = record
         .view()
         .map_err(|e| invalid(vec![format!("its stored record does not decode: {e}")]))?;
+    let governance = view.governance.clone().unwrap_or_default();
+    let reviewer = match answering.decided_by {
+        Some(DecidedBy::Reviewer(r)) => Some(r),
+        _ => None,
+    };
+    if answering.decided_by == Some(&DecidedBy::Timeout) {
+        let due = governance.expired_at(answering.now);
+        if !due || governance.on_timeout.as_ref() != Some(&value) {
+            return Err(invalid(vec![
+                "the system answers only an expired interrupt, with its declared timeout answer"
+                    .into(),
+            ]));
+        }
+    } else {
+        if governance.expired_at(answering.now) {
+            return Err(ResumeError::Expired {
+                id,
+                expired_at: governance.expires_at.unwrap_or_default(),
+                has_timeout_answer: governance.on_timeout.is_some(),
+            });
+        }
+        if !governance.authorizes(reviewer) {
+            return Err(ResumeError::Unauthorized {
+                id,
+                needs: governance.roles_text(),
+                reviewer: reviewer.map(|r| r.id.clone()),
+            });
+        }
+        if governance.approvals > 1 && reviewer.is_none() {
+            return Err(ResumeError::Unauthorized {
+                id,
+                needs: format!(
+                    "any ({} distinct reviewers must approve)",
+                    governance.approvals
+                ),
+                reviewer: None,
+            });
+        }
+    }
+    let mut vote = Vote::Decides;
     if let Some(kind) = &view.kind {
-        let validator = kinds
+        let validator = answering
+            .kinds
             .get(kind.as_ref())
             .ok_or_else(|| ResumeError::UnknownKind {
                 id,
@@ -198,6 +301,17 @@ fn check_answer(
             })?;
         let payload: Value = serde_json::from_str(view.value.get())
             .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
+        crate::error::catching(
+            || format!("the binding check of interrupt kind `{kind}`"),
+            || validator.binding(&payload),
+        )
+        .map_err(|e| invalid(vec![e.to_string()]))?
+        .map_err(|c| ResumeError::PolicyChanged {
+            id,
+            tool: c.tool,
+            raised: c.raised,
+            current: c.current,
+        })?;
         let normalized = crate::error::catching(
             || format!("the normalization of interrupt kind `{kind}`"),
             || validator.normalize(&payload, &value),
@@ -212,10 +326,55 @@ fn check_answer(
         )
         .map_err(|e| invalid(vec![e.to_string()]))?
         .map_err(invalid)?;
+        if governance.approvals > 1 {
+            vote = validator.vote(&payload, &value);
+        }
     }
     // A kind that derives the schema left it out; its check covers it.
     if let Some(schema) = view.resume_schema {
         crate::schema::validate_raw(schema, &value).map_err(invalid)?;
     }
-    Ok(value)
+    let mut outcome = Outcome::Decided;
+    if governance.approvals > 1
+        && let Some(reviewer) = reviewer
+    {
+        let before = collected.approvals.get(&id).map_or(&[][..], Vec::as_slice);
+        let count = before.len() as u32 + u32::from(!before.contains(&reviewer.id));
+        let required = governance.approvals;
+        match vote {
+            Vote::Approves if count < required => {
+                outcome = Outcome::Approval { count, required };
+            }
+            Vote::Mixed if count < required => {
+                return Err(invalid(vec![format!(
+                    "it approves some calls and declines others while {count} of {required}                      approvals are given; approve everything to add an approval, or decline                      what needs approvals"
+                )]));
+            }
+            _ => {}
+        }
+    }
+    let record = DecisionRecord {
+        thread: answering.thread.to_owned(),
+        ns: view.ns.clone(),
+        run_id: answering.run_id.map(str::to_owned),
+        checkpoint: answering.checkpoint,
+        interrupt: id,
+        node: view.node.clone(),
+        payload_type: view.payload_type.clone().or_else(|| {
+            view.kind
+                .as_deref()
+                .filter(|k| k.starts_with("hitl."))
+                .map(str::to_owned)
+        }),
+        tools: governance.tools.clone(),
+        answer: value.clone(),
+        outcome,
+        decided_by: answering.decided_by.cloned(),
+        raised_at: view.governance.as_ref().map(|g| g.raised_at),
+        decided_at: answering.now,
+        due_at: governance.expires_at,
+        payload_digest: sha256_hex(view.value.get().as_bytes()),
+        policy_digest: governance.policy_digest.clone(),
+    };
+    Ok((value, record))
 }

@@ -131,6 +131,8 @@ pub(crate) struct Runner<S: State> {
     /// What the tasks of this run share; set by `Start` (or by the parent task of a
     /// subgraph).
     pub(crate) shared: Option<Arc<RunShared>>,
+    /// Who answered in this run's resume, if anyone said.
+    pub(crate) reviewer: Option<crate::governance::Reviewer>,
 }
 
 /// Runs a graph from the root.
@@ -210,6 +212,7 @@ impl<S: State> Runner<S> {
             sink,
             cacheable,
             shared: None,
+            reviewer: None,
         })
     }
 
@@ -265,6 +268,8 @@ impl<S: State> Runner<S> {
             thread: self.thread.clone(),
             saver: self.saver.clone(),
             answers: current.collected.answers.clone(),
+            waiting: current.collected.waiting(&self.graph.validators),
+            reviewer: self.reviewer.clone(),
             events: self.context_sink(),
             modes: self.sink.as_ref().map_or(StreamModes::NONE, |s| s.modes),
             config: self.cfg.clone(),

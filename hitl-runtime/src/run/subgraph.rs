@@ -81,6 +81,7 @@ async fn run_subgraph<T: State>(
         sink: None,
         cacheable: true,
         shared: Some(parent.run.clone()),
+        reviewer: parent.run.reviewer.clone(),
     };
     let current = match runner.load(None).await? {
         Some(head) => head,

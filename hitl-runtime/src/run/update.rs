@@ -36,6 +36,7 @@ pub(crate) async fn update_state<S: State>(
         steps: 0,
         cacheable: true,
         shared: None,
+        reviewer: None,
     };
     let lease = Lease::acquire(&runner.saver, &thread, graph.run_lease).await?;
     let result = write_update(&runner, cfg, update, as_node).await;

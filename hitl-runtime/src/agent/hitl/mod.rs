@@ -30,7 +30,10 @@ use crate::interrupt::ResumeValidator;
 use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
 use crate::tool::{ToolError, ToolSet};
-use rules::{BatchedKind, Offer, PerCallKind, review_schema};
+use crate::governance::{GovernanceSpec, Reviewer};
+use crate::interrupt::PolicyChange;
+use rules::{BatchedKind, Bindings, Offer, PerCallKind, review_schema};
+use rules::MigrateFn;
 
 mod inbox;
 mod rules;
@@ -59,6 +62,22 @@ pub struct ReviewConfig {
     /// The JSON schema edited arguments must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_schema: Option<Arc<Value>>,
+    /// When the review expires (ms since the Unix epoch), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The decision applied when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<Decision>,
+    /// The roles that may decide (empty: anyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
+    /// How many distinct reviewers must approve (absent: one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    /// The digest of the tool's policy and argument schema when the review was raised
+    /// ([`InterruptPolicy::digest`]); answering after it changed is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
 }
 
 /// The interrupt value of a batched review: one action request and one review config
@@ -90,6 +109,22 @@ pub struct ToolApprovalRequest {
     /// The JSON schema edited arguments must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_schema: Option<Arc<Value>>,
+    /// When the review expires (ms since the Unix epoch), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The decision applied when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<Decision>,
+    /// The roles that may decide (empty: anyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
+    /// How many distinct reviewers must approve (absent: one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    /// The digest of the tool's policy and argument schema when the review was raised
+    /// ([`InterruptPolicy::digest`]); answering after it changed is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
 }
 
 impl crate::Interrupt for HitlRequest {
@@ -146,7 +181,7 @@ pub const DEFAULT_EDIT_NOTICE: &str = "Note: a human reviewer replaced this tool
      intentional and authorized. Do not re-issue your original call.";
 
 /// Pauses risky tool calls for a human to approve, edit, reject or answer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HumanInTheLoop {
     overrides: Option<PolicyMap>,
     policies: HashMap<String, InterruptPolicy>,
@@ -157,6 +192,37 @@ pub struct HumanInTheLoop {
     description_prefix: String,
     edit_notice: Option<String>,
     mode: ReviewMode,
+    bindings: Arc<Bindings>,
+    migrate: Option<MigrateFn>,
+    authorize: Option<AuthorizeFn>,
+}
+
+impl std::fmt::Debug for HumanInTheLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HumanInTheLoop")
+            .field("overrides", &self.overrides)
+            .field("policies", &self.policies)
+            .field("mode", &self.mode)
+            .field("description_prefix", &self.description_prefix)
+            .field("edit_notice", &self.edit_notice)
+            .field("on_policy_change", &self.migrate.as_ref().map(|_| ".."))
+            .field("authorize", &self.authorize.as_ref().map(|_| ".."))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Re-checks an approved call just before it runs ([`HumanInTheLoop::authorize`]).
+type AuthorizeFn = Arc<dyn Fn(&AuthorizeRequest<'_>) -> Result<(), String> + Send + Sync>;
+
+/// An approved (or edited) call about to run, for [`HumanInTheLoop::authorize`].
+#[derive(Debug)]
+pub struct AuthorizeRequest<'a> {
+    /// The call, with the arguments it runs with.
+    pub call: &'a ToolCall,
+    /// Whether a reviewer edited it.
+    pub edited: bool,
+    /// Who answered the review in this run (`None`: not said).
+    pub reviewer: Option<&'a Reviewer>,
 }
 
 /// The name LangChain gives this middleware.
@@ -172,7 +238,100 @@ impl HumanInTheLoop {
             description_prefix: "Tool execution requires approval".into(),
             edit_notice: Some(DEFAULT_EDIT_NOTICE.into()),
             mode: ReviewMode::Batched,
+            bindings: Arc::default(),
+            migrate: None,
+            authorize: None,
         }
+    }
+
+    /// Accepts answers to reviews raised under another version of a tool's policy
+    /// when `accept` returns `true` for the change; otherwise such an answer is
+    /// [`ResumeError::PolicyChanged`](crate::ResumeError::PolicyChanged). The pending
+    /// call itself is never rewritten: what runs is what the reviewer saw.
+    pub fn on_policy_change(
+        mut self,
+        accept: impl Fn(&PolicyChange) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.migrate = Some(Arc::new(accept));
+        self
+    }
+
+    /// Runs `check` just before an approved or edited call executes; an error stops
+    /// the call (the model gets the message as the call's error). Approval is not
+    /// execution authority: re-check mandates and arguments against current facts
+    /// here.
+    pub fn authorize(
+        mut self,
+        check: impl Fn(&AuthorizeRequest<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.authorize = Some(Arc::new(check));
+        self
+    }
+
+    fn authorized(&self, call: &ToolCall, edited: bool, cx: &NodeContext) -> Result<(), ToolError> {
+        let Some(check) = &self.authorize else {
+            return Ok(());
+        };
+        let reviewer = cx.decided_by();
+        check(&AuthorizeRequest {
+            call,
+            edited,
+            reviewer,
+        })
+        .map_err(|why| {
+            ToolError::Rejected(format!(
+                "The call `{}` was approved but not authorized to run: {why}",
+                call.name
+            ))
+        })
+    }
+
+    /// The governance of a review of these calls raised at `now`: the earliest
+    /// deadline, a timeout decision per call (declared, else a rejection), one role
+    /// group per tool that names roles, the most approvals any of them needs.
+    fn governance(
+        &self,
+        reviewed: &[(&ToolCall, &InterruptPolicy)],
+        configs: &[ReviewConfig],
+        now: u64,
+    ) -> (GovernanceSpec, Option<Vec<Decision>>) {
+        let expires = reviewed.iter().filter_map(|(_, p)| p.expiry()).min();
+        let timeouts = expires.map(|_| {
+            reviewed
+                .iter()
+                .map(|(_, p)| {
+                    p.timeout_decision().unwrap_or_else(|| Decision::Reject {
+                        message: Some(crate::policy::EXPIRED_MESSAGE.to_owned()),
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut groups: Vec<Vec<String>> = Vec::new();
+        for (_, p) in reviewed {
+            let roles = p.reviewer_roles().to_vec();
+            if !roles.is_empty() && !groups.contains(&roles) {
+                groups.push(roles);
+            }
+        }
+        let digests: Vec<&str> = configs
+            .iter()
+            .filter_map(|c| c.policy_digest.as_deref())
+            .collect();
+        let spec = GovernanceSpec {
+            expires,
+            raised_at: Some(now),
+            on_timeout: None,
+            reviewers: groups,
+            approvals: reviewed
+                .iter()
+                .map(|(_, p)| p.required_approvals())
+                .max()
+                .unwrap_or(1),
+            policy_digest: (!digests.is_empty())
+                .then(|| crate::checkpoint::sha256_hex(digests.join("\n").as_bytes())),
+            tools: reviewed.iter().map(|(c, _)| c.name.clone()).collect(),
+        };
+        (spec, timeouts)
     }
 
     /// Reviews calls as the tools' `#[tool(interrupt(..))]` attributes say.
@@ -296,12 +455,14 @@ impl Middleware for HumanInTheLoop {
                 BATCHED_KIND.into(),
                 Arc::new(BatchedKind {
                     tools: self.tools.clone(),
+                    bindings: self.bindings.clone(),
                 }),
             ),
             (
                 PER_CALL_KIND.into(),
                 Arc::new(PerCallKind {
                     tools: self.tools.clone(),
+                    bindings: self.bindings.clone(),
                 }),
             ),
         ]
@@ -323,6 +484,7 @@ impl Middleware for HumanInTheLoop {
                 }
             }
         }
+        let mut digests = HashMap::new();
         for tool in tools.iter() {
             let name = tool.name();
             let policy = match self.overrides.as_ref().and_then(|o| o.get(name)) {
@@ -330,15 +492,31 @@ impl Middleware for HumanInTheLoop {
                 None => tool.policy(),
             };
             if let Some(policy) = policy {
+                policy
+                    .check()
+                    .map_err(|e| format!("the review policy of `{name}`: {e}"))?;
+                let schema = tool.args_schema();
+                let digest = policy.digest(name, &schema);
                 let config = ReviewConfig {
                     action_name: name.to_owned(),
                     allowed_decisions: policy.allowed().iter().collect(),
-                    args_schema: Some(tool.args_schema()),
+                    args_schema: Some(schema),
+                    expires_at: None,
+                    on_timeout: policy.timeout_decision(),
+                    reviewers: policy.reviewer_roles().to_vec(),
+                    approvals: (policy.required_approvals() > 1)
+                        .then_some(policy.required_approvals()),
+                    policy_digest: Some(digest.clone()),
                 };
+                digests.insert(name.to_owned(), digest);
                 self.configs.insert(name.to_owned(), config);
                 self.policies.insert(name.to_owned(), policy);
             }
         }
+        self.bindings = Arc::new(Bindings {
+            digests,
+            migrate: self.migrate.clone(),
+        });
         Ok(())
     }
 
@@ -361,7 +539,8 @@ impl Middleware for HumanInTheLoop {
         }
         // Built only the first time: a resumed run gets its answer without it.
         let request = || {
-            let request = HitlRequest {
+            let now = crate::ids::now_ms();
+            let mut request = HitlRequest {
                 action_requests: reviewed
                     .iter()
                     .map(|(c, p)| ActionRequest {
@@ -375,6 +554,19 @@ impl Middleware for HumanInTheLoop {
                     .map(|(c, _)| self.configs[&c.name].clone())
                     .collect(),
             };
+            let (mut governance, timeouts) =
+                self.governance(&reviewed, &request.review_configs, now);
+            if let (Some(expires), Some(timeouts)) = (governance.expires, timeouts) {
+                let at = now.saturating_add(expires.as_millis() as u64);
+                for (config, decision) in request.review_configs.iter_mut().zip(&timeouts) {
+                    config.expires_at = Some(at);
+                    config.on_timeout = Some(decision.clone());
+                }
+                governance.on_timeout = Some(
+                    serde_json::to_value(HitlResponse::from(timeouts))
+                        .map_err(|e| format!("the timeout decisions do not serialize: {e}"))?,
+                );
+            }
             let offers: Vec<Offer> = request
                 .review_configs
                 .iter()
@@ -386,7 +578,9 @@ impl Middleware for HumanInTheLoop {
                 resume_schema: Some(review_schema(offers, true)),
                 kind: Some(BATCHED_KIND.into()),
                 payload_type: Some(BATCHED_KIND.into()),
-            })
+                governance: None,
+            }
+            .governed(governance))
         };
         let answer = cx.interrupt_lazy(request)?;
         let response: HitlResponse = serde_json::from_value(answer)?;
@@ -459,6 +653,7 @@ impl Middleware for HumanInTheLoop {
                 )));
             }
             request.call.args = reviewed.action.args.clone();
+            self.authorized(&request.call, reviewed.edited, request.cx)?;
             let output = next.run(request).await;
             return if reviewed.edited {
                 self.annotate(&reviewed.action, output)
@@ -469,30 +664,54 @@ impl Middleware for HumanInTheLoop {
         let Some(policy) = self.review(&request.call) else {
             return next.run(request).await;
         };
-        let approval = ToolApprovalRequest {
+        let now = crate::ids::now_ms();
+        let config = self.configs.get(&request.call.name).cloned();
+        let (mut governance, timeouts) = self.governance(
+            &[(&request.call, policy)],
+            config.as_slice(),
+            now,
+        );
+        let mut approval = ToolApprovalRequest {
             kind: "tool_approval".into(),
             tool_call_id: id.clone(),
             name: request.call.name.clone(),
             args: request.call.args.clone(),
             description: self.describe(&request.call, policy),
             allowed_decisions: policy.allowed().iter().collect(),
-            args_schema: self
-                .configs
-                .get(&request.call.name)
-                .and_then(|c| c.args_schema.clone()),
+            args_schema: config.as_ref().and_then(|c| c.args_schema.clone()),
+            expires_at: None,
+            on_timeout: None,
+            reviewers: policy.reviewer_roles().to_vec(),
+            approvals: config.as_ref().and_then(|c| c.approvals),
+            policy_digest: config.as_ref().and_then(|c| c.policy_digest.clone()),
         };
+        if let (Some(expires), Some(timeout)) =
+            (governance.expires, timeouts.and_then(|t| t.into_iter().next()))
+        {
+            approval.expires_at = Some(now.saturating_add(expires.as_millis() as u64));
+            governance.on_timeout = Some(serde_json::to_value(&timeout).map_err(ToolError::msg)?);
+            approval.on_timeout = Some(timeout);
+        }
         let allowed = approval.allowed_decisions.clone();
-        let answer = request.cx.interrupt_with(InterruptRequest {
-            value: serde_json::to_value(&approval).map_err(ToolError::msg)?,
-            resume_schema: Some(review_schema(vec![(approval.name.clone(), allowed)], false)),
-            kind: Some(PER_CALL_KIND.into()),
-            payload_type: Some(PER_CALL_KIND.into()),
-        })?;
+        let answer = request.cx.interrupt_with(
+            InterruptRequest {
+                value: serde_json::to_value(&approval).map_err(ToolError::msg)?,
+                resume_schema: Some(review_schema(vec![(approval.name.clone(), allowed)], false)),
+                kind: Some(PER_CALL_KIND.into()),
+                payload_type: Some(PER_CALL_KIND.into()),
+                governance: None,
+            }
+            .governed(governance),
+        )?;
         let decision: Decision = serde_json::from_value(answer).map_err(ToolError::msg)?;
         match decision {
-            Decision::Approve => next.run(request).await,
+            Decision::Approve => {
+                self.authorized(&request.call, false, request.cx)?;
+                next.run(request).await
+            }
             Decision::Edit { edited_action } => {
                 request.call.args = edited_action.args.clone();
+                self.authorized(&request.call, true, request.cx)?;
                 let output = next.run(request).await;
                 self.annotate(&edited_action, output)
             }

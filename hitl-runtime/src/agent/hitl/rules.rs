@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ToolApprovalRequest;
-use crate::interrupt::ResumeKind;
+use crate::interrupt::{PolicyChange, ResumeKind, Vote};
 use crate::policy::DecisionType;
 use crate::tool::{ToolError, ToolSet};
 
@@ -132,6 +132,70 @@ pub(super) fn review_schema(offers: Vec<Offer>, batched: bool) -> Arc<Value> {
 struct Offered {
     action_name: String,
     allowed_decisions: Vec<DecisionType>,
+    #[serde(default)]
+    policy_digest: Option<String>,
+}
+
+/// Decides whether a review raised under another version of a tool's policy may still
+/// be answered (`true`: accept the pending call).
+pub(super) type MigrateFn = Arc<dyn Fn(&PolicyChange) -> bool + Send + Sync>;
+
+/// What reviews are bound to: each reviewed tool's current policy digest.
+#[derive(Default)]
+pub(super) struct Bindings {
+    pub(super) digests: HashMap<String, String>,
+    pub(super) migrate: Option<MigrateFn>,
+}
+
+impl Bindings {
+    /// Compares the digests a review was raised with to the current ones; a migration
+    /// may accept a change.
+    fn check<'a>(
+        &self,
+        raised: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<(), PolicyChange> {
+        for (tool, digest) in raised {
+            // Reviews raised before digests were stored are not bound.
+            let Some(digest) = digest else { continue };
+            let current = self.digests.get(tool);
+            if current.map(String::as_str) == Some(digest) {
+                continue;
+            }
+            let change = PolicyChange {
+                tool: tool.to_owned(),
+                raised: digest.to_owned(),
+                current: current.cloned(),
+            };
+            if self.migrate.as_ref().is_some_and(|accept| accept(&change)) {
+                continue;
+            }
+            return Err(change);
+        }
+        Ok(())
+    }
+}
+
+/// How a list of decision types counts toward a quorum.
+fn vote_of(types: impl IntoIterator<Item = DecisionType>) -> Vote {
+    let (mut approves, mut declines) = (false, false);
+    for t in types {
+        if t == DecisionType::Approve {
+            approves = true;
+        } else {
+            declines = true;
+        }
+    }
+    match (approves, declines) {
+        (true, false) => Vote::Approves,
+        (true, true) => Vote::Mixed,
+        _ => Vote::Decides,
+    }
+}
+
+#[derive(Deserialize)]
+struct Typed {
+    #[serde(rename = "type")]
+    kind: DecisionType,
 }
 
 /// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
@@ -139,11 +203,39 @@ struct Offered {
 pub(super) struct BatchedKind {
     /// The agent's tools: edited arguments must decode with the tool's own decoder.
     pub(super) tools: ToolSet,
+    pub(super) bindings: Arc<Bindings>,
 }
 
 impl ResumeKind for BatchedKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
         validate_batched(&self.tools, payload, answer)
+    }
+
+    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
+        #[derive(Deserialize)]
+        struct Configs {
+            review_configs: Vec<Offered>,
+        }
+        let Ok(configs) = Configs::deserialize(payload) else {
+            return Ok(());
+        };
+        self.bindings.check(
+            configs
+                .review_configs
+                .iter()
+                .map(|c| (c.action_name.as_str(), c.policy_digest.as_deref())),
+        )
+    }
+
+    fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
+        #[derive(Deserialize)]
+        struct Decisions {
+            decisions: Vec<Typed>,
+        }
+        match Decisions::deserialize(answer) {
+            Ok(d) => vote_of(d.decisions.into_iter().map(|t| t.kind)),
+            Err(_) => Vote::Decides,
+        }
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
@@ -181,11 +273,34 @@ impl ResumeKind for BatchedKind {
 pub(super) struct PerCallKind {
     /// The agent's tools, likewise.
     pub(super) tools: ToolSet,
+    pub(super) bindings: Arc<Bindings>,
 }
 
 impl ResumeKind for PerCallKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
         validate_per_call(&self.tools, payload, answer)
+    }
+
+    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
+        #[derive(Deserialize)]
+        struct Request {
+            name: String,
+            #[serde(default)]
+            policy_digest: Option<String>,
+        }
+        match Request::deserialize(payload) {
+            Ok(r) => self
+                .bindings
+                .check([(r.name.as_str(), r.policy_digest.as_deref())]),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
+        match Typed::deserialize(answer) {
+            Ok(t) => vote_of([t.kind]),
+            Err(_) => Vote::Decides,
+        }
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {

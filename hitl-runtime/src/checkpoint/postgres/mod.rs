@@ -5,6 +5,7 @@ mod failure;
 mod rows;
 mod schema;
 mod sql;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -13,15 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
 
 use super::rows::{blob_sum, decode_checkpoint, inbox, parse_id, record_sum};
 use super::{
-    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread, PendingWrite,
-    Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
+    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, DecisionEntry, DecisionRecord, ListFilter,
+    PendingThread, PendingWrite, Prune, RecordQuery, StoredCheckpoint, WriteMode, needed_blobs,
+    prune_keep_set,
 };
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
@@ -348,73 +349,64 @@ impl Checkpointer for PostgresSaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError> {
-        let cp = checkpoint.to_string();
-        let client = self.client().await?;
-        let Some(answer) = writes
-            .iter()
-            .find(|w| w.kind.mode() == WriteMode::InsertOrConflict)
-        else {
-            let stmt = client
-                .prepare_cached(&self.sql.writes)
-                .await
-                .map_err(backend)?;
-            let c = write_columns(thread, ns, &cp, &writes.iter().collect::<Vec<_>>());
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &c.upsert,
-                        &c.sums,
-                    ],
-                )
-                .await
-                .map_err(backend)?;
-            self.wrote();
-            return Ok(());
-        };
-        let stmt = client
-            .prepare_cached(&self.sql.answer)
+        self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
             .await
-            .map_err(backend)?;
-        let c = write_columns(thread, ns, &cp, &writes.iter().collect::<Vec<_>>());
-        let modes: Vec<&str> = writes
-            .iter()
-            .map(|w| match w.kind.mode() {
-                WriteMode::InsertOrConflict => "answer",
-                WriteMode::InsertIfAbsent => "insert",
-                WriteMode::Upsert => "upsert",
-            })
-            .collect();
-        let row = match client
-            .query_one(
-                &stmt,
-                &[
-                    &thread, &ns, &cp, &c.tasks, &c.idx, &c.kinds, &c.values, &modes, &c.sums,
-                ],
+            .map(drop)
+    }
+
+    async fn put_decisions(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+        records: Vec<DecisionRecord>,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+        let mut client = self.client().await?;
+        if records.is_empty() {
+            self.store_writes(&client, thread, ns, checkpoint, &writes)
+                .await?;
+            self.wrote();
+            return Ok(Vec::new());
+        }
+        let tx = client.transaction().await.map_err(backend)?;
+        self.store_writes(&tx, thread, ns, checkpoint, &writes)
+            .await?;
+        let sealed = self.append_decisions(&tx, thread, &records).await?;
+        tx.commit().await.map_err(backend)?;
+        self.wrote();
+        Ok(sealed)
+    }
+
+    async fn decision_records(
+        &self,
+        query: &RecordQuery,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+        let client = self.client().await?;
+        let s = &self.schema;
+        let limit = query.limit.map_or(i64::MAX, |l| l as i64);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT seq, body, prev_hash, hash FROM {s}.hitl_decisions
+                     WHERE ($1::text IS NULL OR thread = $1) AND ($2::text IS NULL OR reviewer = $2)
+                     ORDER BY thread, seq LIMIT $3"
+                ),
+                &[&query.thread, &query.reviewer, &limit],
             )
             .await
-        {
-            Ok(row) => row,
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(CheckpointError::WriteConflict {
-                    thread: thread.to_owned(),
-                    task: answer.task_id,
-                    idx: answer.idx,
-                });
-            }
-            Err(e) => return Err(backend(e)),
-        };
-        let head: Option<String> = row.try_get(0).map_err(backend)?;
-        if head.as_deref() != Some(cp.as_str()) {
-            return Err(CheckpointError::Conflict {
-                thread: thread.to_owned(),
-                ns: ns.to_owned(),
-                expected: Some(checkpoint),
-                actual: head.map(|h| parse_id(thread, "the head", &h)).transpose()?,
-            });
-        }
-        self.wrote();
-        Ok(())
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionEntry {
+                    seq: r.try_get::<_, i64>(0)? as u64,
+                    body: r.try_get(1)?,
+                    prev_hash: r.try_get(2)?,
+                    hash: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(backend)
     }
 
     async fn list(

@@ -27,6 +27,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE {s}.hitl_checkpoints ADD COLUMN sum BIGINT;
      ALTER TABLE {s}.hitl_blobs ADD COLUMN sum BIGINT;
      ALTER TABLE {s}.hitl_writes ADD COLUMN sum BIGINT;",
+    // 5: decision records, append-only and hash-chained per thread.
+    "CREATE TABLE {s}.hitl_decisions (
+         thread TEXT NOT NULL, seq BIGINT NOT NULL, reviewer TEXT, body TEXT NOT NULL,
+         prev_hash TEXT, hash TEXT NOT NULL,
+         PRIMARY KEY (thread, seq));
+     CREATE INDEX hitl_decisions_reviewer ON {s}.hitl_decisions (reviewer);
+     CREATE FUNCTION {s}.hitl_decisions_append_only() RETURNS trigger LANGUAGE plpgsql AS
+     $$ BEGIN RAISE EXCEPTION 'decision records are append-only'; END $$;
+     CREATE TRIGGER hitl_decisions_no_change BEFORE UPDATE OR DELETE ON {s}.hitl_decisions
+     FOR EACH ROW EXECUTE FUNCTION {s}.hitl_decisions_append_only();
+     CREATE TRIGGER hitl_decisions_no_truncate BEFORE TRUNCATE ON {s}.hitl_decisions
+     FOR EACH STATEMENT EXECUTE FUNCTION {s}.hitl_decisions_append_only();",
 ];
 
 /// The migration that adds checksums (its 1-based version).

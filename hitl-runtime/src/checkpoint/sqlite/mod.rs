@@ -16,8 +16,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{blob_sum, decode_checkpoint, inbox, parse_id, record_sum};
 use super::{
-    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, ListFilter, PendingThread, PendingWrite,
-    Prune, StoredCheckpoint, WriteMode, needed_blobs, prune_keep_set,
+    BlobKind, Checkpoint, CheckpointWrite, Checkpointer, DecisionEntry, DecisionRecord, ListFilter,
+    PendingThread, PendingWrite, Prune, RecordQuery, StoredCheckpoint, WriteMode, needed_blobs,
+    prune_keep_set,
 };
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
@@ -384,6 +385,19 @@ impl Checkpointer for SqliteSaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<(), CheckpointError> {
+        self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    async fn put_decisions(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint: CheckpointId,
+        writes: Vec<PendingWrite>,
+        records: Vec<DecisionRecord>,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -403,9 +417,21 @@ impl Checkpointer for SqliteSaver {
             }
         }
         insert_writes(&tx, thread, ns, checkpoint, &writes)?;
+        let sealed = if records.is_empty() {
+            Vec::new()
+        } else {
+            rows::append_decisions(&tx, thread, &records)?
+        };
         tx.commit().map_err(backend)?;
         self.wrote();
-        Ok(())
+        Ok(sealed)
+    }
+
+    async fn decision_records(
+        &self,
+        query: &RecordQuery,
+    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+        rows::decision_records(&self.lock(), query)
     }
 
     async fn list(

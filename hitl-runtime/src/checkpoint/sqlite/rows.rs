@@ -4,7 +4,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend;
 use crate::checkpoint::rows::{blob_row, parse_id, write_row, write_sum};
-use crate::checkpoint::{Blob, Checkpoint, PendingWrite, WriteMode};
+use crate::checkpoint::decisions::seal_all;
+use crate::checkpoint::{
+    Blob, Checkpoint, DecisionEntry, DecisionRecord, PendingWrite, RecordQuery, WriteMode,
+};
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
 
@@ -159,4 +162,67 @@ pub(super) fn insert_writes(
         }
     }
     Ok(())
+}
+
+/// Appends decision records after the thread's last one (inside the caller's
+/// transaction).
+pub(super) fn append_decisions(
+    conn: &Connection,
+    thread: &str,
+    records: &[DecisionRecord],
+) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    let last: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, hash FROM hitl_decisions WHERE thread = ?1 ORDER BY seq DESC LIMIT 1",
+        )
+        .map_err(backend)?
+        .query_row(params![thread], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    let sealed = seal_all(last.map(|(seq, hash)| (seq as u64, hash)), records);
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO hitl_decisions (thread, seq, reviewer, body, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(backend)?;
+    for (entry, record) in sealed.iter().zip(records) {
+        insert
+            .execute(params![
+                thread,
+                entry.seq as i64,
+                record.reviewer_id(),
+                entry.body,
+                entry.prev_hash,
+                entry.hash
+            ])
+            .map_err(backend)?;
+    }
+    Ok(sealed)
+}
+
+/// The decision records a query selects, in chain order per thread.
+pub(super) fn decision_records(
+    conn: &Connection,
+    query: &RecordQuery,
+) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, body, prev_hash, hash FROM hitl_decisions
+             WHERE (?1 IS NULL OR thread = ?1) AND (?2 IS NULL OR reviewer = ?2)
+             ORDER BY thread, seq LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let limit = query.limit.map_or(-1, |l| l as i64);
+    let rows = stmt
+        .query_map(params![query.thread, query.reviewer, limit], |r| {
+            Ok(DecisionEntry {
+                seq: r.get::<_, i64>(0)? as u64,
+                body: r.get(1)?,
+                prev_hash: r.get(2)?,
+                hash: r.get(3)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }

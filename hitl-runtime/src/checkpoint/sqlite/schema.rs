@@ -57,6 +57,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE hitl_checkpoints ADD COLUMN sum INTEGER;
      ALTER TABLE hitl_blobs ADD COLUMN sum INTEGER;
      ALTER TABLE hitl_writes ADD COLUMN sum INTEGER;",
+    // 5: decision records, append-only and hash-chained per thread.
+    "CREATE TABLE hitl_decisions (
+         thread TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         reviewer TEXT,
+         body TEXT NOT NULL,
+         prev_hash TEXT,
+         hash TEXT NOT NULL,
+         PRIMARY KEY (thread, seq)
+     ) WITHOUT ROWID;
+     CREATE INDEX hitl_decisions_reviewer ON hitl_decisions (reviewer);
+     CREATE TRIGGER hitl_decisions_no_update BEFORE UPDATE ON hitl_decisions
+     BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
+     CREATE TRIGGER hitl_decisions_no_delete BEFORE DELETE ON hitl_decisions
+     BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;",
 ];
 
 /// The migration that adds checksums (its 1-based version).
