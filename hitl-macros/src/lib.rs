@@ -10,6 +10,7 @@ mod attr;
 mod ctxt;
 mod debug;
 mod decisions;
+mod governance;
 mod interrupt;
 mod policy_map;
 mod state;

@@ -1,19 +1,26 @@
-//! `interrupt_on! { tool: [decisions] | true | false, .. }` (after an optional
-//! `crate = "::path";` for a re-export of `hitl_runtime`).
+//! `interrupt_on! { tool: [decisions] | true | false | interrupt(allowed = [..],
+//! expires = "4h", ..), .. }` (after an optional `crate = "::path";` for a re-export of
+//! `hitl_runtime`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::parse::ParseStream;
 use syn::{LitBool, Token};
 
-use crate::attr::{crate_prefix, root};
+use crate::attr::{Slot, crate_prefix, root, unknown_key};
 use crate::ctxt::Ctxt;
 use crate::decisions::{self, Decisions};
+use crate::governance::{GovernanceArgs, GovernanceSlots};
 
 enum Setting {
     Decisions(Decisions),
     Bool(LitBool),
+    /// `interrupt(allowed = [..], expires = "4h", on_timeout = .., reviewers = [..],
+    /// approvals = n)`.
+    Governed(Option<Decisions>, GovernanceArgs),
 }
+
+const KEYS: &[&str] = &["allowed", "expires", "on_timeout", "reviewers", "approvals"];
 
 struct Entry {
     tool: syn::Path,
@@ -41,6 +48,8 @@ impl Input<'_> {
                 Setting::Bool(input.parse()?)
             } else if input.peek(syn::token::Bracket) {
                 Setting::Decisions(decisions::parse(self.cx, input)?)
+            } else if input.peek(syn::Ident) && input.peek2(syn::token::Paren) {
+                self.governed(input)?
             } else {
                 return Err(input.error(
                     "expected `[decisions]`, `true` (every decision) or `false` (never reviewed), e.g. `delete_file: [approve, reject]`",
@@ -53,6 +62,37 @@ impl Input<'_> {
             input.parse::<Token![,]>()?;
         }
         Ok(Entries { krate, entries })
+    }
+
+    fn governed(&self, input: ParseStream<'_>) -> syn::Result<Setting> {
+        let keyword: syn::Ident = input.parse()?;
+        if keyword != "interrupt" {
+            return Err(syn::Error::new_spanned(
+                keyword,
+                "expected `interrupt(allowed = [..], expires = \"4h\", ..)`",
+            ));
+        }
+        let content;
+        syn::parenthesized!(content in input);
+        let tokens: TokenStream = content.parse()?;
+        let cx = self.cx;
+        let mut allowed = Slot::new(cx, "interrupt(..)", "allowed");
+        let mut governance = GovernanceSlots::new(cx, "interrupt(..)");
+        let parser = syn::meta::parser(|meta| {
+            if governance.parse(cx, &meta)? {
+                return Ok(());
+            }
+            if meta.path.is_ident("allowed") {
+                allowed.set(&meta.path, decisions::parse(cx, meta.value()?)?);
+                return Ok(());
+            }
+            Err(unknown_key(&meta.path, "interrupt(..)", KEYS))
+        });
+        syn::parse::Parser::parse2(parser, tokens)?;
+        let allowed = allowed.get();
+        let governance = governance.finish();
+        governance.validate(cx, allowed.as_ref());
+        Ok(Setting::Governed(allowed, governance))
     }
 }
 
@@ -96,6 +136,14 @@ pub(crate) fn expand(tokens: TokenStream) -> syn::Result<TokenStream> {
             Setting::Decisions(list) => {
                 let set = list.set_expr(&root);
                 quote!(::core::option::Option::Some(#root::__private::InterruptPolicy::allowing(#set)))
+            }
+            Setting::Governed(list, governance) => {
+                let set = match list {
+                    Some(list) => list.set_expr(&root),
+                    None => decisions::all_set_expr(&root),
+                };
+                let calls = governance.builder_calls(&root);
+                quote!(::core::option::Option::Some(#root::__private::InterruptPolicy::allowing(#set) #calls))
             }
         };
         quote!(.set::<#tool>(#policy))

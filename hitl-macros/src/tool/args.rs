@@ -7,9 +7,18 @@ use syn::{LitStr, Token};
 use crate::attr::{Slot, crate_path, unknown_key};
 use crate::ctxt::Ctxt;
 use crate::decisions::{self, Decisions};
+use crate::governance::{GovernanceArgs, GovernanceSlots};
 
 const TOOL_KEYS: &[&str] = &["name", "description", "interrupt", "crate"];
-const INTERRUPT_KEYS: &[&str] = &["allowed", "description", "when"];
+const INTERRUPT_KEYS: &[&str] = &[
+    "allowed",
+    "description",
+    "when",
+    "expires",
+    "on_timeout",
+    "reviewers",
+    "approvals",
+];
 
 /// What the reviewer is told.
 pub(crate) enum Describe {
@@ -24,6 +33,7 @@ pub(crate) struct InterruptArgs {
     pub(crate) allowed: Option<Decisions>,
     pub(crate) description: Option<Describe>,
     pub(crate) when: Option<syn::Path>,
+    pub(crate) governance: GovernanceArgs,
 }
 
 /// Everything inside `#[tool(..)]`.
@@ -97,8 +107,12 @@ fn parse_interrupt(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Interru
     let mut allowed = Slot::new(cx, "tool(interrupt(..))", "allowed");
     let mut description = Slot::new(cx, "tool(interrupt(..))", "description");
     let mut when = Slot::new(cx, "tool(interrupt(..))", "when");
+    let mut governance = GovernanceSlots::new(cx, "tool(interrupt(..))");
     if meta.input.peek(syn::token::Paren) {
         meta.parse_nested_meta(|inner| {
+            if governance.parse(cx, &inner)? {
+                return Ok(());
+            }
             if inner.path.is_ident("allowed") {
                 let list = decisions::parse(cx, inner.value()?)?;
                 allowed.set(&inner.path, list);
@@ -123,12 +137,13 @@ fn parse_interrupt(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Interru
         })?;
     } else if meta.input.peek(Token![=]) {
         return Err(meta.error(
-            "expected `interrupt` or `interrupt(allowed = [..], description = .., when = ..)`",
+            "expected `interrupt` or `interrupt(allowed = [..], description = .., when = .., expires = \"4h\", ..)`",
         ));
     }
     Ok(InterruptArgs {
         allowed: allowed.get(),
         description: description.get(),
         when: when.get(),
+        governance: governance.finish(),
     })
 }

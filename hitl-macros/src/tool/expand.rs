@@ -139,9 +139,10 @@ pub(crate) fn expand(args: &ToolArgs, f: &ToolFn) -> TokenStream {
                     }
                 }
             };
+            let governance = interrupt.governance.builder_calls(&root);
             (
                 quote! {
-                    let policy = #p::InterruptPolicy::allowing(#set);
+                    let policy = #p::InterruptPolicy::allowing(#set) #governance;
                     #describe
                     #when
                     ::core::option::Option::Some(policy)

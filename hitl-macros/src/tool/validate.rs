@@ -50,6 +50,9 @@ pub(crate) fn validate(cx: &Ctxt, args: &ToolArgs, f: &ToolFn) {
     let Some(interrupt) = &args.interrupt else {
         return;
     };
+    interrupt
+        .governance
+        .validate(cx, interrupt.allowed.as_ref());
     if let Some(Describe::Template(lit)) = &interrupt.description {
         match placeholders(&lit.value()) {
             Err(problem) => cx.error_spanned_by(lit, format!("the description has {problem}")),
