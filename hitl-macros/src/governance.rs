@@ -133,10 +133,12 @@ fn parse_timeout(cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<Option<Timeou
     let message = match args {
         None => None,
         Some(args) => match args.iter().collect::<Vec<_>>().as_slice() {
-            [syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            })] => Some(s.clone()),
+            [
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }),
+            ] => Some(s.clone()),
             _ => {
                 cx.error_spanned_by(args, "expected one message, a string literal");
                 return Ok(None);
@@ -145,7 +147,10 @@ fn parse_timeout(cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<Option<Timeou
     };
     match ident.to_string().as_str() {
         "approve" if message.is_some() => {
-            cx.error_spanned_by(&expr, "`approve` takes no message: write `on_timeout = approve`");
+            cx.error_spanned_by(
+                &expr,
+                "`approve` takes no message: write `on_timeout = approve`",
+            );
             Ok(None)
         }
         "edit" => {

@@ -141,7 +141,9 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 None => quote!(::core::option::Option::None),
             };
             let groups = match &reviewers {
-                Some(roles) => quote!(::std::vec![::std::vec![#(::std::string::String::from(#roles)),*]]),
+                Some(roles) => quote!(::std::vec![
+                    ::std::vec![#(::std::string::String::from(#roles)),*]
+                ]),
                 None => quote!(::std::vec::Vec::new()),
             };
             quote! {

@@ -155,9 +155,9 @@ impl Governance {
 
     /// Whether `reviewer` holds the roles it asks for.
     pub fn authorizes(&self, reviewer: Option<&Reviewer>) -> bool {
-        self.reviewers.iter().all(|group| {
-            reviewer.is_some_and(|r| group.iter().any(|role| r.has_role(role)))
-        })
+        self.reviewers
+            .iter()
+            .all(|group| reviewer.is_some_and(|r| group.iter().any(|role| r.has_role(role))))
     }
 
     /// The roles it asks for, for messages: `finance; ops or admin`.

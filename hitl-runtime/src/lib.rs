@@ -64,11 +64,11 @@ pub use error::{
     BoxError, CheckpointError, GraphError, Interrupted, NodeError, ReducerError, ResumeError,
     RunError,
 };
+pub use governance::{DecidedBy, Governance, GovernanceSpec, Reviewer};
 pub use graph::{
     Command, END, EdgeSource, EdgeTarget, EdgeTargets, End, Goto, NodeHandle, NodeOutput, Route,
     START, SendTo, Start, StateGraph,
 };
-pub use governance::{DecidedBy, Governance, GovernanceSpec, Reviewer};
 pub use ids::{CheckpointId, InterruptId, ParseIdError, TaskId};
 pub use interrupt::{
     Answer, Interrupt, InterruptRequest, PendingInterrupt, PolicyChange, ResumeKind,
@@ -79,8 +79,8 @@ pub use policy::{
     Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
 };
 pub use run::{
-    CompileBuilder, CompiledGraph, Expired, Input, RunOutput, RunStatus, RunStream,
-    StateSnapshot, StreamEvent, TaskInfo, TaskOutcome,
+    CompileBuilder, CompiledGraph, Expired, Input, RunOutput, RunStatus, RunStream, StateSnapshot,
+    StreamEvent, TaskInfo, TaskOutcome,
 };
 pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};

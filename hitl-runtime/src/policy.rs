@@ -174,7 +174,8 @@ impl BitOr<DecisionType> for DecisionSet {
 
 /// The message of the rejection applied when a review without a declared
 /// `on_timeout` expires.
-pub const EXPIRED_MESSAGE: &str = "No reviewer decided before the review expired, so the call was not executed.";
+pub const EXPIRED_MESSAGE: &str =
+    "No reviewer decided before the review expired, so the call was not executed.";
 
 type DescribeFn = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
 type WhenFn = Arc<dyn Fn(&Value) -> Option<bool> + Send + Sync>;
@@ -367,13 +368,19 @@ impl InterruptPolicy {
     pub fn check(&self) -> Result<(), String> {
         if let Some(d) = &self.on_timeout {
             if self.expires.is_none() {
-                return Err("`on_timeout` needs `expires`: a review that never expires never times out".into());
+                return Err(
+                    "`on_timeout` needs `expires`: a review that never expires never times out"
+                        .into(),
+                );
             }
             if matches!(d, Decision::Edit { .. }) {
                 return Err("`on_timeout` cannot be `edit`: nobody writes the arguments when a review times out".into());
             }
             if !self.allowed.contains(d.kind()) {
-                return Err(format!("`on_timeout` is `{}`, which the policy does not allow", d.kind()));
+                return Err(format!(
+                    "`on_timeout` is `{}`, which the policy does not allow",
+                    d.kind()
+                ));
             }
         }
         if self.approvals == 0 {

@@ -11,12 +11,12 @@ pub use futures_util::future::BoxFuture;
 pub use serde_json::Value;
 
 pub use crate::error::ReducerError;
+pub use crate::governance::GovernanceSpec;
 pub use crate::graph::NodeOutput;
 pub use crate::policy::{
     AllowsApprove, AllowsEdit, AllowsReject, AllowsRespond, Decision, DecisionSet, DecisionType,
     InterruptPolicy, PolicyMap,
 };
-pub use crate::governance::GovernanceSpec;
 pub use crate::run::Input;
 pub use crate::schema::schema_of;
 pub use crate::state::plumbing::{ChannelMask, ChannelSpec, ReducerKind, StepWrites, reducers};

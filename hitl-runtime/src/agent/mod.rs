@@ -44,8 +44,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use hitl::{
-    ActionRequest, AuthorizeRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop, HumanInTheLoopMiddleware,
-    ReviewConfig, ReviewMode, ReviewedCall, ToolApprovalRequest,
+    ActionRequest, AuthorizeRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop,
+    HumanInTheLoopMiddleware, ReviewConfig, ReviewMode, ReviewedCall, ToolApprovalRequest,
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
 pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};

@@ -230,7 +230,10 @@ pub fn verify_chain(thread: &str, entries: &[DecisionEntry]) -> Result<ChainRepo
         if e.seq != expected {
             return Err(fail(
                 expected,
-                format!("record {expected} is missing (the next one stored is {})", e.seq),
+                format!(
+                    "record {expected} is missing (the next one stored is {})",
+                    e.seq
+                ),
             ));
         }
         if e.prev_hash.as_deref() != prev {
@@ -305,7 +308,10 @@ mod tests {
         assert_eq!(report.records, 3);
         assert_eq!(report.head.as_deref(), Some(c[2].hash.as_str()));
         assert_eq!(verify_chain("t", &[]).unwrap().records, 0);
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

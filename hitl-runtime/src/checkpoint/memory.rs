@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
+use super::decisions::seal_all;
 use super::{
     Blob, BlobKind, Checkpoint, CheckpointWrite, Checkpointer, DecisionEntry, DecisionRecord,
     ListFilter, PendingThread, PendingWrite, Prune, RecordQuery, StoredCheckpoint, WriteMode,
     needed_blobs, prune_keep_set, unanswered_interrupts,
 };
-use super::decisions::seal_all;
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
 

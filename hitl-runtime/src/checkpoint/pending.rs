@@ -9,8 +9,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
-use crate::ids::{InterruptId, TaskId};
 use crate::governance::Governance;
+use crate::ids::{InterruptId, TaskId};
 use crate::interrupt::PendingInterrupt;
 use crate::interrupt::ResumeValidator;
 
@@ -192,7 +192,11 @@ impl Collected {
     }
 
     /// An interrupt as stored, with the approvals it has so far.
-    fn decode(&self, record: &Record, kinds: &Kinds) -> Result<PendingInterrupt, serde_json::Error> {
+    fn decode(
+        &self,
+        record: &Record,
+        kinds: &Kinds,
+    ) -> Result<PendingInterrupt, serde_json::Error> {
         let mut interrupt = record.decode(kinds)?;
         if let Some(who) = self.approvals.get(&record.id) {
             interrupt.approved_by = who.clone();

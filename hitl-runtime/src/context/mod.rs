@@ -254,9 +254,7 @@ impl NodeContext {
             task_id: self.task.task_id,
             kind: request.kind,
             payload_type: request.payload_type,
-            governance: request
-                .governance
-                .map(|g| g.stamp(crate::ids::now_ms())),
+            governance: request.governance.map(|g| g.stamp(crate::ids::now_ms())),
             approved_by: Vec::new(),
         });
         Err(Interrupted)

@@ -271,7 +271,10 @@ impl<S: State> CompiledGraph<S> {
         RunStream { rx, handle }
     }
 
-    pub(super) fn saver(&self, operation: &'static str) -> Result<&Arc<dyn Checkpointer>, RunError> {
+    pub(super) fn saver(
+        &self,
+        operation: &'static str,
+    ) -> Result<&Arc<dyn Checkpointer>, RunError> {
         self.inner
             .checkpointer
             .as_ref()

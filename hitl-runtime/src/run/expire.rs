@@ -57,7 +57,8 @@ impl<S: State> CompiledGraph<S> {
                 .iter()
                 .filter_map(|i| {
                     let g = i.governance.as_ref()?;
-                    g.expired_at(now).then(|| Some((i.id, g.on_timeout.clone()?)))?
+                    g.expired_at(now)
+                        .then(|| Some((i.id, g.on_timeout.clone()?)))?
                 })
                 .collect();
             if due.is_empty() {

@@ -292,13 +292,14 @@ fn check_answer(
     }
     let mut vote = Vote::Decides;
     if let Some(kind) = &view.kind {
-        let validator = answering
-            .kinds
-            .get(kind.as_ref())
-            .ok_or_else(|| ResumeError::UnknownKind {
-                id,
-                kind: kind.to_string(),
-            })?;
+        let validator =
+            answering
+                .kinds
+                .get(kind.as_ref())
+                .ok_or_else(|| ResumeError::UnknownKind {
+                    id,
+                    kind: kind.to_string(),
+                })?;
         let payload: Value = serde_json::from_str(view.value.get())
             .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
         crate::error::catching(

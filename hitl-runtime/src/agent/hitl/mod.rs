@@ -25,15 +25,15 @@ use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext
 use super::{AgentState, AgentStateUpdate, output_text, unanswered_calls};
 use crate::context::NodeContext;
 use crate::error::NodeError;
+use crate::governance::{GovernanceSpec, Reviewer};
 use crate::interrupt::InterruptRequest;
+use crate::interrupt::PolicyChange;
 use crate::interrupt::ResumeValidator;
 use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, DecisionType, HitlResponse, InterruptPolicy, PolicyMap};
 use crate::tool::{ToolError, ToolSet};
-use crate::governance::{GovernanceSpec, Reviewer};
-use crate::interrupt::PolicyChange;
-use rules::{BatchedKind, Bindings, Offer, PerCallKind, review_schema};
 use rules::MigrateFn;
+use rules::{BatchedKind, Bindings, Offer, PerCallKind, review_schema};
 
 mod inbox;
 mod rules;
@@ -666,11 +666,8 @@ impl Middleware for HumanInTheLoop {
         };
         let now = crate::ids::now_ms();
         let config = self.configs.get(&request.call.name).cloned();
-        let (mut governance, timeouts) = self.governance(
-            &[(&request.call, policy)],
-            config.as_slice(),
-            now,
-        );
+        let (mut governance, timeouts) =
+            self.governance(&[(&request.call, policy)], config.as_slice(), now);
         let mut approval = ToolApprovalRequest {
             kind: "tool_approval".into(),
             tool_call_id: id.clone(),
@@ -685,9 +682,10 @@ impl Middleware for HumanInTheLoop {
             approvals: config.as_ref().and_then(|c| c.approvals),
             policy_digest: config.as_ref().and_then(|c| c.policy_digest.clone()),
         };
-        if let (Some(expires), Some(timeout)) =
-            (governance.expires, timeouts.and_then(|t| t.into_iter().next()))
-        {
+        if let (Some(expires), Some(timeout)) = (
+            governance.expires,
+            timeouts.and_then(|t| t.into_iter().next()),
+        ) {
             approval.expires_at = Some(now.saturating_add(expires.as_millis() as u64));
             governance.on_timeout = Some(serde_json::to_value(&timeout).map_err(ToolError::msg)?);
             approval.on_timeout = Some(timeout);

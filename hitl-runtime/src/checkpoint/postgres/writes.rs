@@ -88,7 +88,6 @@ impl PostgresSaver {
         Ok(())
     }
 
-
     /// Appends decision records after the thread's last one, inside `tx` (appends to
     /// one thread are serialized by a transaction-scoped advisory lock).
     pub(super) async fn append_decisions(

@@ -3,8 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend;
-use crate::checkpoint::rows::{blob_row, parse_id, write_row, write_sum};
 use crate::checkpoint::decisions::seal_all;
+use crate::checkpoint::rows::{blob_row, parse_id, write_row, write_sum};
 use crate::checkpoint::{
     Blob, Checkpoint, DecisionEntry, DecisionRecord, PendingWrite, RecordQuery, WriteMode,
 };

@@ -23,9 +23,14 @@ use crate::checkpoint::{
 };
 use crate::ids::{CheckpointId, TaskId};
 
+mod governance;
 mod records;
 mod threads;
 
+pub use governance::{
+    decision_records_are_chained_and_kept, expired_interrupts_time_out_once,
+    quorum_counts_distinct_reviewers,
+};
 pub use records::{
     compare_and_set_on_the_head, head_writes_go_with_the_checkpoint, history_order_and_filters,
     pending_writes_idempotency, round_trip,
@@ -252,6 +257,9 @@ macro_rules! checkpointer_conformance {
             pending_interrupt_inbox,
             run_leases,
             damage_to_stored_rows_is_detected,
+            decision_records_are_chained_and_kept,
+            expired_interrupts_time_out_once,
+            quorum_counts_distinct_reviewers,
         );
     };
     (@tests $attrs:tt $harness:expr; $($name:ident),* $(,)?) => {
