@@ -86,7 +86,9 @@ impl Input<'_> {
                 allowed.set(&meta.path, decisions::parse(cx, meta.value()?)?);
                 return Ok(());
             }
-            Err(unknown_key(&meta.path, "interrupt(..)", KEYS))
+            cx.push(unknown_key(&meta.path, "interrupt(..)", KEYS));
+            meta.value()?.parse::<syn::Expr>()?;
+            Ok(())
         });
         syn::parse::Parser::parse2(parser, tokens)?;
         let allowed = allowed.get();

@@ -139,7 +139,27 @@ pub use hitl_macros::State;
 /// struct LargeTransfer { amount: f64, to: String }
 /// ```
 ///
-/// Keys: `resume = Type` (required), `crate = "::path"` (through a re-export).
+/// Keys: `resume = Type` (required), `name = ".."` (the stored type name),
+/// `expires = "30m"` with `on_timeout = fn_name` (a `fn() -> Type` giving the answer
+/// applied when it expires; both or neither), `reviewers = ["ops"]` (roles that may
+/// answer), `crate = "::path"` (through a re-export). `approvals` is for tool reviews.
+///
+/// ```
+/// # use hitl_runtime::Interrupt;
+/// # use serde::{Deserialize, Serialize};
+/// # use schemars::JsonSchema;
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// struct Verdict { approved: bool }
+///
+/// fn deny() -> Verdict { Verdict { approved: false } }
+///
+/// #[derive(Serialize, Interrupt)]
+/// #[interrupt(resume = Verdict, expires = "1d", on_timeout = deny, reviewers = ["ops"])]
+/// struct LargeTransfer { amount: f64 }
+///
+/// let spec = LargeTransfer { amount: 5e4 }.governance();
+/// assert_eq!(spec.reviewers, [["ops"]]);
+/// ```
 #[cfg(feature = "macros")]
 pub use hitl_macros::Interrupt;
 
@@ -171,6 +191,9 @@ pub use hitl_macros::tool;
 ///
 /// Each key is a tool in scope (a misspelled name does not compile) and each decision
 /// is one of `approve`, `edit`, `reject`, `respond` (anything else does not compile).
+/// `tool: interrupt(allowed = [..], expires = "4h", on_timeout = reject(".."),
+/// reviewers = [".."], approvals = 2)` sets the governance keys of `#[tool]`, checked
+/// the same way.
 /// Through a re-export of this crate, start with `crate = "::my_hitl";`.
 #[cfg(feature = "macros")]
 pub use hitl_macros::interrupt_on;

@@ -6,6 +6,7 @@ mod common;
 mod conformance;
 mod crash;
 mod gate;
+mod governance;
 mod graph;
 mod interrupts;
 mod openai;

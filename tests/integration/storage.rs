@@ -321,7 +321,9 @@ async fn sqlite_rows_from_before_checksums_are_backfilled() {
                 "ALTER TABLE hitl_checkpoints DROP COLUMN sum",
                 "ALTER TABLE hitl_blobs DROP COLUMN sum",
                 "ALTER TABLE hitl_writes DROP COLUMN sum",
-                "DELETE FROM hitl_schema_migrations WHERE version = 4",
+                // A database from before checksums has no later tables either.
+                "DROP TABLE hitl_decisions",
+                "DELETE FROM hitl_schema_migrations WHERE version >= 4",
             ] {
                 handle.execute_unchecked(sql);
             }
@@ -352,7 +354,10 @@ async fn postgres_rows_from_before_checksums_are_backfilled() {
                 "ALTER TABLE {s}.hitl_checkpoints DROP COLUMN sum",
                 "ALTER TABLE {s}.hitl_blobs DROP COLUMN sum",
                 "ALTER TABLE {s}.hitl_writes DROP COLUMN sum",
-                "DELETE FROM {s}.hitl_schema_migrations WHERE version = 4",
+                // A database from before checksums has no later tables either.
+                "DROP TABLE {s}.hitl_decisions",
+                "DROP FUNCTION {s}.hitl_decisions_append_only()",
+                "DELETE FROM {s}.hitl_schema_migrations WHERE version >= 4",
             ] {
                 handle.execute_unchecked(sql).await;
             }

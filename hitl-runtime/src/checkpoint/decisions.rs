@@ -276,7 +276,7 @@ mod tests {
             thread: thread.into(),
             ns: String::new(),
             run_id: None,
-            checkpoint: CheckpointId::new(),
+            checkpoint: CheckpointId::from_u128(7),
             interrupt: InterruptId::derive("", crate::TaskId::NULL, n as usize),
             node: "tools".into(),
             payload_type: None,

@@ -88,7 +88,8 @@ fn the_published_schema_agrees_with_the_validator() {
     );
     assert_eq!(
         BatchedKind {
-            tools: ToolSet::new()
+            tools: ToolSet::new(),
+            bindings: Default::default(),
         }
         .schema(&p)
         .as_deref(),

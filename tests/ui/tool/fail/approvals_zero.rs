@@ -1,0 +1,9 @@
+use hitl_runtime::{tool, ToolError};
+
+/// Pay someone.
+#[tool(interrupt(allowed = [approve, reject], approvals = 0))]
+async fn pay(amount: u64) -> Result<String, ToolError> {
+    Ok(amount.to_string())
+}
+
+fn main() {}
