@@ -93,7 +93,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .invoke(Command::resume(approve()).by(finance(who)), &first)
             .await?;
         match out.interrupts.first() {
-            Some(p) => println!("{who} approves: still pending, approved by {:?}", p.approved_by),
+            Some(p) => println!(
+                "{who} approves: still pending, approved by {:?}",
+                p.approved_by
+            ),
             None => println!("{who} approves: {:?}", out.values.messages[2].text()),
         }
     }
@@ -131,7 +134,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         let report = saver.verify_decisions(thread).await?;
-        println!("verified: {} records, head {}", report.records, &report.head.unwrap_or_default()[..12]);
+        println!(
+            "verified: {} records, head {}",
+            report.records,
+            &report.head.unwrap_or_default()[..12]
+        );
     }
 
     println!("\n== someone edits record 2 of invoice-1 in the database file");

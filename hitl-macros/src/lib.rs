@@ -34,6 +34,23 @@ fn finish(
     }
 }
 
+/// [`finish`] for a macro used as an expression: its errors go in a block, where
+/// several `compile_error!`s are valid.
+fn finish_expr(
+    macro_name: &str,
+    item_name: &str,
+    result: syn::Result<proc_macro2::TokenStream>,
+) -> TokenStream {
+    finish(
+        macro_name,
+        item_name,
+        Ok(result.unwrap_or_else(|e| {
+            let errors = e.into_compile_error();
+            quote::quote!({ #errors })
+        })),
+    )
+}
+
 /// Derives `hitl_runtime::State`. See the re-export in `hitl_runtime`.
 #[proc_macro_derive(State, attributes(state))]
 pub fn derive_state(input: TokenStream) -> TokenStream {
@@ -61,7 +78,7 @@ pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Review policies by tool. See the re-export in `hitl_runtime`.
 #[proc_macro]
 pub fn interrupt_on(input: TokenStream) -> TokenStream {
-    finish(
+    finish_expr(
         "interrupt_on!",
         "interrupt_on",
         policy_map::expand(input.into()),
@@ -71,5 +88,5 @@ pub fn interrupt_on(input: TokenStream) -> TokenStream {
 /// A typed tool set. See the re-export in `hitl_runtime`.
 #[proc_macro]
 pub fn tools(input: TokenStream) -> TokenStream {
-    finish("tools!", "tools", tool_set::expand(input.into()))
+    finish_expr("tools!", "tools", tool_set::expand(input.into()))
 }

@@ -65,7 +65,11 @@ fn approve() -> serde_json::Value {
 }
 
 fn paid(amount: u64) -> usize {
-    PAID.lock().unwrap().iter().filter(|a| **a == amount).count()
+    PAID.lock()
+        .unwrap()
+        .iter()
+        .filter(|a| **a == amount)
+        .count()
 }
 
 #[tokio::test]
@@ -201,12 +205,12 @@ async fn an_expired_payment_is_rejected_by_the_system_and_recorded() {
 async fn the_authorize_hook_stops_an_approved_call() {
     let app = create_agent(ScriptedModel::turns(pay_turns(5)))
         .tools(tools![pay])
-        .middleware(HumanInTheLoop::from_tools().authorize(|req| {
-            match req.reviewer {
+        .middleware(
+            HumanInTheLoop::from_tools().authorize(|req| match req.reviewer {
                 Some(r) if r.id == "alice" => Err("alice's mandate ended".into()),
                 _ => Ok(()),
-            }
-        }))
+            }),
+        )
         .checkpointer(InMemorySaver::new())
         .build()
         .unwrap();
@@ -283,7 +287,11 @@ async fn a_review_raised_under_another_policy_is_refused_unless_migrated() {
         .invoke(Command::resume(approve()).by(finance("alice")), &cfg)
         .await
         .unwrap();
-    assert_eq!(out.status, RunStatus::Interrupted, "two approvals were asked");
+    assert_eq!(
+        out.status,
+        RunStatus::Interrupted,
+        "two approvals were asked"
+    );
     let out = app
         .invoke(Command::resume(approve()).by(finance("bob")), &cfg)
         .await
@@ -324,8 +332,10 @@ async fn changed_or_deleted_records_are_detected_in_sqlite() {
     );
 
     // Someone with write access to the file goes around the triggers.
-    db.execute_batch("DROP TRIGGER hitl_decisions_no_update; DROP TRIGGER hitl_decisions_no_delete;")
-        .unwrap();
+    db.execute_batch(
+        "DROP TRIGGER hitl_decisions_no_update; DROP TRIGGER hitl_decisions_no_delete;",
+    )
+    .unwrap();
     db.execute(
         "UPDATE hitl_decisions SET body = replace(body, 'alice', 'mallory') WHERE seq = 1",
         [],
