@@ -40,7 +40,7 @@ pub struct DecisionRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ns: String,
     /// The run that applied it, if the caller named one
-    /// ([`crate::RunConfig::run_id`]).
+    /// (the `run_id` entry of the run config's metadata, as hitl-server sets it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// The checkpoint the interrupt is pending on.

@@ -25,7 +25,7 @@ use super::middleware::{HookOutput, Hooks, Middleware, ToolCallRequest, ToolNext
 use super::{AgentState, AgentStateUpdate, output_text, unanswered_calls};
 use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::governance::{GovernanceSpec, Reviewer};
+use crate::governance::Reviewer;
 use crate::interrupt::InterruptRequest;
 use crate::interrupt::PolicyChange;
 use crate::interrupt::ResumeValidator;
@@ -35,6 +35,7 @@ use crate::tool::{ToolError, ToolSet};
 use rules::MigrateFn;
 use rules::{BatchedKind, Bindings, Offer, PerCallKind, review_schema};
 
+mod governed;
 mod inbox;
 mod rules;
 
@@ -284,54 +285,6 @@ impl HumanInTheLoop {
                 call.name
             ))
         })
-    }
-
-    /// The governance of a review of these calls raised at `now`: the earliest
-    /// deadline, a timeout decision per call (declared, else a rejection), one role
-    /// group per tool that names roles, the most approvals any of them needs.
-    fn governance(
-        &self,
-        reviewed: &[(&ToolCall, &InterruptPolicy)],
-        configs: &[ReviewConfig],
-        now: u64,
-    ) -> (GovernanceSpec, Option<Vec<Decision>>) {
-        let expires = reviewed.iter().filter_map(|(_, p)| p.expiry()).min();
-        let timeouts = expires.map(|_| {
-            reviewed
-                .iter()
-                .map(|(_, p)| {
-                    p.timeout_decision().unwrap_or_else(|| Decision::Reject {
-                        message: Some(crate::policy::EXPIRED_MESSAGE.to_owned()),
-                    })
-                })
-                .collect::<Vec<_>>()
-        });
-        let mut groups: Vec<Vec<String>> = Vec::new();
-        for (_, p) in reviewed {
-            let roles = p.reviewer_roles().to_vec();
-            if !roles.is_empty() && !groups.contains(&roles) {
-                groups.push(roles);
-            }
-        }
-        let digests: Vec<&str> = configs
-            .iter()
-            .filter_map(|c| c.policy_digest.as_deref())
-            .collect();
-        let spec = GovernanceSpec {
-            expires,
-            raised_at: Some(now),
-            on_timeout: None,
-            reviewers: groups,
-            approvals: reviewed
-                .iter()
-                .map(|(_, p)| p.required_approvals())
-                .max()
-                .unwrap_or(1),
-            policy_digest: (!digests.is_empty())
-                .then(|| crate::checkpoint::sha256_hex(digests.join("\n").as_bytes())),
-            tools: reviewed.iter().map(|(c, _)| c.name.clone()).collect(),
-        };
-        (spec, timeouts)
     }
 
     /// Reviews calls as the tools' `#[tool(interrupt(..))]` attributes say.
