@@ -79,8 +79,8 @@ pub use policy::{
     Action, Decision, DecisionSet, DecisionType, HitlResponse, InterruptPolicy, PolicyMap,
 };
 pub use run::{
-    CompileBuilder, CompiledGraph, Expired, Input, RunOutput, RunStatus, RunStream, StateSnapshot,
-    StreamEvent, TaskInfo, TaskOutcome,
+    CompileBuilder, CompiledGraph, DueTimeouts, Expired, Input, RunOutput, RunStatus, RunStream,
+    StateSnapshot, StreamEvent, TaskInfo, TaskOutcome,
 };
 pub use schema::{MAX_JSON_DEPTH, json_depth, schema_of, validate as validate_json};
 pub use state::{State, StateUpdate};

@@ -198,6 +198,7 @@ impl From<RunError> for ApiError {
             RunError::Resume(r) => match resume_status(r) {
                 StatusCode::CONFLICT => ApiError::Conflict(e.to_string()),
                 StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.to_string()),
+                StatusCode::FORBIDDEN => ApiError::Forbidden(e.to_string()),
                 _ => ApiError::Internal(e.to_string()),
             },
             RunError::Checkpoint(

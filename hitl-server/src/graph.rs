@@ -17,8 +17,8 @@ use hitl_runtime::checkpoint::{CheckpointSource, ListFilter};
 use hitl_runtime::message::MessageChunk;
 use hitl_runtime::{
     CheckpointId, Checkpointer, Command, CompiledGraph, Input, InterruptId, NodeHandle,
-    PendingInterrupt, RunConfig, RunError, State, StateSnapshot, StreamEvent, StreamModes, TaskId,
-    TaskInfo, TaskOutcome,
+    PendingInterrupt, Reviewer, RunConfig, RunError, State, StateSnapshot, StreamEvent,
+    StreamModes, TaskId, TaskInfo, TaskOutcome,
 };
 use serde_json::{Map, Value};
 
@@ -75,6 +75,11 @@ pub struct JsonCommand {
     pub update: Option<Value>,
     /// Nodes to run next.
     pub goto: Vec<String>,
+    /// Who answers (checked against governed reviews, written in decision records).
+    pub reviewer: Option<Reviewer>,
+    /// Set: `resume` holds the declared timeout answers of reviews expired at this
+    /// time (ms since the epoch), applied by the system ([`Command::timeout`]).
+    pub timeout_at: Option<u64>,
 }
 
 /// A resume value.
@@ -308,6 +313,16 @@ pub trait JsonGraph: Send + Sync + fmt::Debug + 'static {
         as_node: Option<&str>,
     ) -> Result<CheckpointId, CallError>;
 
+    /// The threads with reviews expired at `now` and the timeout answers they
+    /// declare ([`CompiledGraph::due_timeouts`]); the server's expiry task answers them.
+    async fn due_timeouts(
+        &self,
+        now: SystemTime,
+    ) -> Result<Vec<(String, Vec<(InterruptId, Value)>)>, CallError> {
+        let _ = now;
+        Ok(Vec::new())
+    }
+
     /// The JSON schema of the state, if known.
     fn state_schema(&self) -> Option<Value> {
         None
@@ -371,13 +386,17 @@ fn typed_input<S: State>(
         JsonInput::Update(v) => Input::Update(decode_update::<S>("input", v)?),
         JsonInput::Continue => Input::Continue,
         JsonInput::Command(c) => {
-            let mut cmd = match c.resume {
-                Some(JsonResume::Single(v)) => Command::resume(v),
-                Some(JsonResume::ById(list)) => Command::resume_by_id(list),
-                None => Command::new(),
+            let mut cmd = match (c.resume, c.timeout_at) {
+                (Some(JsonResume::ById(list)), Some(at)) => Command::timeout(list, at),
+                (Some(JsonResume::Single(v)), _) => Command::resume(v),
+                (Some(JsonResume::ById(list)), None) => Command::resume_by_id(list),
+                (None, _) => Command::new(),
             };
             if let Some(u) = c.update {
                 cmd = cmd.with_update(decode_update::<S>("command.update", u)?);
+            }
+            if let (Some(reviewer), None) = (c.reviewer, c.timeout_at) {
+                cmd = cmd.by(reviewer);
             }
             for name in &c.goto {
                 cmd = cmd.goto(node_of(graph, "command.goto", name)?);
@@ -451,6 +470,22 @@ fn configured<S: State>(
 impl<S: State> JsonGraph for CompiledGraph<S> {
     fn node_names(&self) -> Vec<String> {
         CompiledGraph::node_names(self).map(str::to_owned).collect()
+    }
+
+    async fn due_timeouts(
+        &self,
+        now: SystemTime,
+    ) -> Result<Vec<(String, Vec<(InterruptId, Value)>)>, CallError> {
+        let mut out = Vec::new();
+        for due in CompiledGraph::due_timeouts(self, now).await? {
+            match due {
+                Ok(due) => out.push(due),
+                Err((thread, e)) => {
+                    tracing::error!(thread = %thread, error = %e, "could not read a thread for expiry");
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn checkpointer(&self) -> Option<Arc<dyn Checkpointer>> {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Mutex as AsyncMutex;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     admission: Vec<AsyncMutex<()>>,
     worker: OnceLock<()>,
     sweeper: OnceLock<()>,
+    expirer: OnceLock<()>,
+    expire_every: Duration,
     pub(crate) me: Weak<Inner>,
 }
 
@@ -97,7 +100,7 @@ impl Inner {
         };
         self.sweeper.get_or_init(|| {
             let me = self.me.clone();
-            let every = (lease / 3).max(std::time::Duration::from_millis(10));
+            let every = (lease / 3).max(Duration::from_millis(10));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,8 +131,68 @@ impl Inner {
         });
     }
 
+    /// Starts the task that applies the timeout answers of expired reviews, once:
+    /// every `expire_every`, each graph's due interrupts are answered by a run
+    /// admitted like any other (recorded, streamed, refused while the thread is busy
+    /// and tried again on the next tick), decided by the system.
+    pub(crate) fn ensure_expirer(&self) {
+        self.expirer.get_or_init(|| {
+            let me = self.me.clone();
+            let every = self.expire_every;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = me.upgrade() else { break };
+                    inner.expire_due(std::time::SystemTime::now()).await;
+                }
+            });
+        });
+    }
+
+    /// Admits a run answering every interrupt due at `now` with its timeout answer.
+    pub(crate) async fn expire_due(self: &Arc<Self>, now: std::time::SystemTime) {
+        let at = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for reg in &self.graphs {
+            let due = match reg.graph.due_timeouts(now).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(graph = %reg.graph_id, error = %e, "could not list expired reviews");
+                    continue;
+                }
+            };
+            for (thread_id, answers) in due {
+                let resume: serde_json::Map<String, serde_json::Value> = answers
+                    .into_iter()
+                    .map(|(id, value)| (id.to_string(), value))
+                    .collect();
+                let mut req: crate::runs::RunCreate =
+                    match serde_json::from_value(serde_json::json!({
+                        "assistant_id": reg.graph_id,
+                        "command": {"resume": resume},
+                        "multitask_strategy": "reject",
+                    })) {
+                        Ok(req) => req,
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not build a timeout run");
+                            continue;
+                        }
+                    };
+                req.timeout_at = Some(at);
+                let system = crate::auth::Identity::new("system:timeout");
+                if let Err(e) = crate::runs::admit(self, &system, &thread_id, req).await {
+                    tracing::debug!(thread = %thread_id, error = ?e, "timeout not applied yet");
+                }
+            }
+        }
+    }
+
     pub(crate) fn ensure_worker(&self) {
         self.ensure_sweeper();
+        self.ensure_expirer();
         self.worker.get_or_init(|| {
             let me = self.me.clone();
             let queue = self.queue.clone();
@@ -196,6 +259,7 @@ impl Server {
     /// [`router`](Self::router) on your own.
     pub async fn recover(&self) -> Result<(), ServeError> {
         self.inner.ensure_sweeper();
+        self.inner.ensure_expirer();
         let recovery = self.inner.store.recover().await?;
         for run in &recovery.failed {
             tracing::warn!(run = %run.run_id, thread = %run.thread_id, "a run was running when the server stopped; recorded as failed");
@@ -275,6 +339,7 @@ pub struct ServerBuilder {
     graphs: Vec<(String, Arc<dyn JsonGraph>)>,
     store: Option<Store>,
     auth: Option<Arc<dyn Authenticator>>,
+    expire_every: Option<Duration>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -320,6 +385,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How often expired reviews get their timeout answers (default: every 10
+    /// seconds). A review is never answered before its deadline; it may be answered up
+    /// to this much after it.
+    pub fn expire_every(mut self, every: Duration) -> Self {
+        self.expire_every = Some(every);
+        self
+    }
+
     /// Checks the configuration and opens the store.
     pub fn build(self) -> Result<Server, BuildError> {
         if self.graphs.is_empty() {
@@ -355,6 +428,11 @@ impl ServerBuilder {
                 .collect(),
             worker: OnceLock::new(),
             sweeper: OnceLock::new(),
+            expirer: OnceLock::new(),
+            expire_every: self
+                .expire_every
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(10)),
             me: me.clone(),
         });
         Ok(Server { inner })

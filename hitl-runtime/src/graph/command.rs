@@ -68,8 +68,14 @@ impl<S: State> Command<S> {
         self
     }
 
-    /// The timeout answers of expired interrupts, applied by the system at `at` (ms).
-    pub(crate) fn timeout(answers: Vec<(InterruptId, Value)>, at: u64) -> Self {
+    /// The declared timeout answers of expired interrupts, applied by the system
+    /// ([`DecidedBy::Timeout`]) as of `at` (ms since the Unix epoch): what
+    /// [`CompiledGraph::expire_due`](crate::CompiledGraph::expire_due) sends, for
+    /// servers that run expiry through their own run admission
+    /// ([`CompiledGraph::due_timeouts`](crate::CompiledGraph::due_timeouts) lists them).
+    /// Each answer is refused unless it is its interrupt's declared timeout answer and
+    /// `at` is past its deadline.
+    pub fn timeout(answers: Vec<(InterruptId, Value)>, at: u64) -> Self {
         let mut c = Command::resume_by_id(answers);
         c.decided_by = Some(DecidedBy::Timeout);
         c.at = Some(at);

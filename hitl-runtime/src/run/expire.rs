@@ -13,6 +13,10 @@ use crate::graph::Command;
 use crate::ids::InterruptId;
 use crate::state::State;
 
+/// A thread with interrupts due and their timeout answers
+/// ([`CompiledGraph::due_timeouts`]), or a thread that could not be read.
+pub type DueTimeouts = Result<(String, Vec<(InterruptId, Value)>), (String, RunError)>;
+
 /// The timeout answers applied to one thread by [`CompiledGraph::expire_due`].
 #[derive(Debug)]
 pub struct Expired {
@@ -36,7 +40,41 @@ impl<S: State> CompiledGraph<S> {
     /// approval waits. A thread that fails to resume is reported in its [`Expired`]
     /// and left as it was.
     pub async fn expire_due(&self, now: SystemTime) -> Result<Vec<Expired>, RunError> {
-        let saver = self.saver("expire_due")?;
+        let at = millis(now);
+        let mut out = Vec::new();
+        for due in self.due_timeouts(now).await? {
+            let (thread, answers) = match due {
+                Ok(due) => due,
+                Err((thread, e)) => {
+                    out.push(Expired {
+                        thread,
+                        interrupts: Vec::new(),
+                        result: Err(e),
+                    });
+                    continue;
+                }
+            };
+            let interrupts = answers.iter().map(|(id, _)| *id).collect();
+            let result = self
+                .invoke(
+                    Command::timeout(answers, at),
+                    &RunConfig::thread(thread.clone()),
+                )
+                .await
+                .map(|o| o.status);
+            out.push(Expired {
+                thread,
+                interrupts,
+                result,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The threads with interrupts due at `now` and their declared timeout answers,
+    /// for [`Command::timeout`] (or a thread whose state could not be read, with why).
+    pub async fn due_timeouts(&self, now: SystemTime) -> Result<Vec<DueTimeouts>, RunError> {
+        let saver = self.saver("due_timeouts")?;
         let now = millis(now);
         let mut out = Vec::new();
         for waiting in saver.threads_with_pending_interrupts(usize::MAX).await? {
@@ -44,11 +82,7 @@ impl<S: State> CompiledGraph<S> {
             let snapshot = match self.get_state(&cfg).await {
                 Ok(s) => s,
                 Err(e) => {
-                    out.push(Expired {
-                        thread: waiting.thread,
-                        interrupts: Vec::new(),
-                        result: Err(e),
-                    });
+                    out.push(Err((waiting.thread, e)));
                     continue;
                 }
             };
@@ -61,19 +95,9 @@ impl<S: State> CompiledGraph<S> {
                         .then(|| Some((i.id, g.on_timeout.clone()?)))?
                 })
                 .collect();
-            if due.is_empty() {
-                continue;
+            if !due.is_empty() {
+                out.push(Ok((waiting.thread, due)));
             }
-            let interrupts = due.iter().map(|(id, _)| *id).collect();
-            let result = self
-                .invoke(Command::timeout(due, now), &cfg)
-                .await
-                .map(|o| o.status);
-            out.push(Expired {
-                thread: waiting.thread,
-                interrupts,
-                result,
-            });
         }
         Ok(out)
     }

@@ -26,7 +26,7 @@ mod tests;
 mod update;
 
 pub use compiled::{CompileBuilder, CompiledGraph};
-pub use expire::Expired;
+pub use expire::{DueTimeouts, Expired};
 pub use input::Input;
 pub use output::{RunOutput, RunStatus, StateSnapshot, TaskInfo};
 pub use stream::{RunStream, StreamEvent, TaskOutcome};

@@ -124,7 +124,7 @@ pub(crate) async fn admit(
         c.insert("metadata".into(), Value::Object(metadata.clone()));
     }
     let kwargs = kwargs_of(&req, &mode_names, config);
-    let spec = RunSpec::from_kwargs(reg, &kwargs)?;
+    let spec = RunSpec::from_kwargs(reg, &kwargs, Some(identity))?;
 
     let thread = match inner.store.get_thread(thread_id).await? {
         Some(t) => t,
@@ -328,7 +328,7 @@ async fn prepare(inner: &Arc<Inner>, run: &RunRecord, live: &Live) -> Result<Exe
             run.graph_id
         ))
     })?;
-    let spec = RunSpec::from_kwargs(reg, &run.kwargs)?;
+    let spec = RunSpec::from_kwargs(reg, &run.kwargs, run.identity.as_ref())?;
     let before = head_of(&*reg.graph, &run.thread_id)
         .await?
         .map(|s| s.checkpoint_id);

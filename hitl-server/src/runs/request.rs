@@ -1,6 +1,7 @@
 //! What a client asks for: the run request, its stream modes, and the run it becomes.
 
 use super::*;
+use hitl_runtime::Reviewer;
 
 /// The stream modes a client asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +126,10 @@ pub(crate) struct RunCreate {
     pub(crate) if_not_exists: Option<String>,
     #[serde(default)]
     pub(crate) on_disconnect: Option<String>,
+    /// Set by the server only (never read from a request): the run applies the
+    /// declared timeout answers of expired reviews as of this time (ms).
+    #[serde(skip)]
+    pub(crate) timeout_at: Option<u64>,
 }
 
 /// A run, parsed and checked against its graph.
@@ -146,7 +151,14 @@ impl RunSpec {
 
     /// Parses the stored arguments of a run (`kwargs`) and checks them against the
     /// graph: the same code for new and queued runs.
-    pub(crate) fn from_kwargs(reg: &Registered, kwargs: &Value) -> Result<RunSpec, ApiError> {
+    /// The run a request (its stored kwargs) asks for; a resume is answered as
+    /// `identity` (its id and roles are checked against governed reviews and written in
+    /// the decision records).
+    pub(crate) fn from_kwargs(
+        reg: &Registered,
+        kwargs: &Value,
+        identity: Option<&Identity>,
+    ) -> Result<RunSpec, ApiError> {
         let command = non_null(kwargs.get("command"));
         // The JS SDK's `useStream` (Agent Chat UI) sends `input: {}` with every
         // command: an empty input next to a command is no input.
@@ -160,7 +172,15 @@ impl RunSpec {
                 ));
             }
             (Some(i), None) => JsonInput::Update(i.clone()),
-            (None, Some(c)) => JsonInput::Command(parse_command(c)?),
+            (None, Some(c)) => {
+                let mut command = parse_command(c)?;
+                command.reviewer = identity.map(|i| Reviewer {
+                    id: i.id.clone(),
+                    roles: i.roles.clone(),
+                });
+                command.timeout_at = kwargs.get(TIMEOUT_KEY).and_then(Value::as_u64);
+                JsonInput::Command(command)
+            }
             (None, None) => JsonInput::Continue,
         };
         let (modes, _) = Modes::parse(kwargs.get("stream_mode"))?;
@@ -296,6 +316,8 @@ pub(crate) fn parse_command(v: &Value) -> Result<JsonCommand, ApiError> {
         resume,
         update: non_null(o.get("update")).cloned(),
         goto,
+        reviewer: None,
+        timeout_at: None,
     };
     if command.resume.is_none() && command.update.is_none() && command.goto.is_empty() {
         return Err(ApiError::Unprocessable(
@@ -312,7 +334,7 @@ pub(crate) fn kwargs_of(req: &RunCreate, stream_modes: &[String], config: Value)
         (_, Some(id)) => json!({ "checkpoint_id": id }),
         _ => Value::Null,
     };
-    json!({
+    let mut kwargs = json!({
         "input": req.input,
         "command": req.command,
         "config": config,
@@ -328,5 +350,13 @@ pub(crate) fn kwargs_of(req: &RunCreate, stream_modes: &[String], config: Value)
         "resumable": req.stream_resumable,
         "checkpoint_during": true,
         "durability": "async",
-    })
+    });
+    if let (Some(at), Value::Object(o)) = (req.timeout_at, &mut kwargs) {
+        o.insert(TIMEOUT_KEY.into(), json!(at));
+    }
+    kwargs
 }
+
+/// The kwargs key of a run that applies timeout answers (set by the server's expiry
+/// task; requests cannot set it).
+const TIMEOUT_KEY: &str = "hitl_timeout_at";

@@ -6,6 +6,7 @@ mod assistants;
 mod auth;
 mod common;
 mod durable;
+mod governance;
 mod meta;
 mod resume;
 mod runs;
