@@ -2,7 +2,7 @@
 
 use hitl_runtime::checkpoint::CheckpointSource;
 use hitl_runtime::message::MessageChunk;
-use hitl_runtime::{CheckpointId, PendingInterrupt, TaskInfo, TaskOutcome};
+use hitl_runtime::{CheckpointId, Governance, PendingInterrupt, TaskInfo, TaskOutcome};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -15,12 +15,21 @@ use crate::time::{iso, micros};
 pub(crate) struct InterruptRef<'a> {
     id: String,
     value: &'a Value,
+    /// hitl's addition, only on governed interrupts: deadline, timeout answer, roles,
+    /// approvals needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governance: Option<&'a Governance>,
+    /// hitl's addition: who approved so far, when several approvals are needed.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    approved_by: &'a [String],
 }
 
 pub(crate) fn interrupt_ref(i: &PendingInterrupt) -> InterruptRef<'_> {
     InterruptRef {
         id: i.id.to_string(),
         value: &i.value,
+        governance: i.governance.as_ref(),
+        approved_by: &i.approved_by,
     }
 }
 
@@ -31,11 +40,17 @@ pub(crate) fn interrupt_out(i: &PendingInterrupt) -> Value {
         value: &'a Value,
         id: String,
         response_schema: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        governance: Option<&'a Governance>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        approved_by: &'a [String],
     }
     serde_json::to_value(Out {
         value: &i.value,
         id: i.id.to_string(),
         response_schema: i.resume_schema.as_deref(),
+        governance: i.governance.as_ref(),
+        approved_by: &i.approved_by,
     })
     .unwrap_or(Value::Null)
 }

@@ -1,6 +1,7 @@
 //! The HTTP routes, request parsing and authentication.
 
 mod assistants;
+mod decisions;
 mod runs;
 mod threads;
 
@@ -50,6 +51,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
             "/threads/{thread_id}/state/{checkpoint_id}",
             get(threads::state_at),
         )
+        .route("/threads/{thread_id}/decisions", get(decisions::list))
         .route(
             "/threads/{thread_id}/history",
             post(threads::history).get(threads::history_get),

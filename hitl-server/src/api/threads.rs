@@ -28,7 +28,7 @@ pub(crate) async fn load(inner: &Inner, raw: &str) -> Result<ThreadRecord, ApiEr
         .ok_or_else(|| ApiError::thread_not_found(&id))
 }
 
-fn graph_of<'a>(inner: &'a Inner, t: &ThreadRecord) -> Option<&'a Registered> {
+pub(crate) fn graph_of<'a>(inner: &'a Inner, t: &ThreadRecord) -> Option<&'a Registered> {
     t.graph_id.as_deref().and_then(|g| inner.graph(g))
 }
 

@@ -97,6 +97,54 @@ async fn the_callers_roles_decide_and_their_identity_is_recorded() {
     let record = records[0].record().unwrap();
     assert_eq!(record.reviewer_id(), Some("alice"));
     assert!(record.run_id.is_some(), "the server's run is named");
+
+    let auth = [("authorization", "Bearer alice")];
+    let r = send(
+        &router,
+        request(
+            Method::GET,
+            &format!("/threads/{thread}/decisions"),
+            None,
+            &auth,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["chain"]["verified"], true);
+    assert_eq!(r.json["chain"]["records"], 1);
+    assert_eq!(r.json["records"][0]["seq"], 1);
+    assert_eq!(r.json["records"][0]["record"]["decided_by"]["id"], "alice");
+    assert_eq!(
+        r.json["records"][0]["record"]["tools"],
+        json!(["send_email"])
+    );
+}
+
+#[tokio::test]
+async fn governed_interrupts_show_their_rules_and_approvals_on_the_wire() {
+    let saver = InMemorySaver::new();
+    let router = server(saver, Duration::from_secs(3600));
+    let thread = to_review(&router, "alice").await;
+    let auth = [("authorization", "Bearer alice")];
+    let r = send(
+        &router,
+        request(Method::GET, &format!("/threads/{thread}"), None, &auth),
+    )
+    .await;
+    let interrupts = r.json["interrupts"].as_object().unwrap();
+    let first = &interrupts.values().next().unwrap()[0];
+    let g = &first["governance"];
+    assert_eq!(g["reviewers"], json!([["finance"]]));
+    assert_eq!(g["tools"], json!(["send_email"]));
+    assert_eq!(
+        g["expires_at"].as_u64().unwrap() - g["raised_at"].as_u64().unwrap(),
+        3_600_000
+    );
+    assert_eq!(g["on_timeout"]["decisions"][0]["type"], "reject");
+    assert!(
+        first.get("approved_by").is_none(),
+        "no approvals asked: {first}"
+    );
 }
 
 #[tokio::test]
