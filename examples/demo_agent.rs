@@ -107,3 +107,47 @@ pub(crate) fn agent_with(
         .checkpointer(saver)
         .build()?)
 }
+
+/// Pay an invoice.
+#[tool(interrupt(
+    allowed = [approve, edit, reject],
+    description = "Pay {amount} EUR to {to}",
+    expires = "4h",
+    on_timeout = reject("No answer within 4 hours"),
+    reviewers = ["finance"],
+))]
+async fn pay(
+    /// Whole euros.
+    amount: u64,
+    /// Who is paid.
+    to: String,
+) -> Result<String, ToolError> {
+    Ok(format!("Paid {amount} EUR to {to} (pretend)."))
+}
+
+/// The `payments` agent of the server example: it proposes one payment, which only
+/// someone with the role `finance` may decide within four hours, then reports.
+#[allow(dead_code)] // used by the server example only
+pub(crate) fn payments_with(saver: impl Checkpointer) -> Result<Agent, Box<dyn std::error::Error>> {
+    let model = ScriptedModel::from_fn(|messages| {
+        if let Some(result) = messages.last().and_then(Message::as_tool) {
+            return Ok(AssistantMessage {
+                content: format!("Payment outcome: {}", result.content).into(),
+                ..Default::default()
+            });
+        }
+        Ok(AssistantMessage {
+            tool_calls: vec![ToolCall::new(
+                "pay",
+                json!({"amount": 1200, "to": "ACME GmbH"}),
+                format!("call_pay_{}", messages.len()),
+            )],
+            ..Default::default()
+        })
+    });
+    Ok(create_agent(model)
+        .tools(tools![pay])
+        .middleware(HumanInTheLoop::from_tools())
+        .checkpointer(saver)
+        .build()?)
+}

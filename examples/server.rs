@@ -5,6 +5,11 @@
 //! `npm install @langchain/langgraph-sdk`), Agent Chat UI or Agent Inbox, at
 //! `http://127.0.0.1:2024`, graph (assistant) `agent`.
 //!
+//! A graph `payments` proposes one payment that only a reviewer with the role
+//! `finance` may decide, within four hours (then it is rejected by the server).
+//!
+//! The reviewer inbox is at `http://127.0.0.1:2024/inbox`.
+//!
 //! A graph `approve` asks a human to approve an item in its one node (input
 //! `{"item": ".."}`, resume `{"approved": true}`): the graph of the HTTP benchmark
 //! (`bench/http/`).
@@ -32,7 +37,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod demo_agent;
-use demo_agent::{agent_with, scripted_model};
+use demo_agent::{agent_with, payments_with, scripted_model};
 
 #[derive(Debug, Parser)]
 #[command(about = "Serve the demo agent over the LangGraph Server API")]
@@ -124,11 +129,12 @@ fn slow_graph(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (agent, slow, approve, store, place) = match &args.postgres {
+    let (agent, payments, slow, approve, store, place) = match &args.postgres {
         Some(url) => {
             let saver = PostgresSaver::connect(url).await?;
             (
                 agent_with(scripted_model(), saver.clone())?,
+                payments_with(saver.clone())?,
                 slow_graph(args.slow_secs, saver.clone())?,
                 approve_graph(saver)?,
                 Store::postgres(url.as_str()).connect().await?,
@@ -139,6 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let saver = SqliteSaver::open(&args.db).await?;
             (
                 agent_with(scripted_model(), saver.clone())?,
+                payments_with(saver.clone())?,
                 slow_graph(args.slow_secs, saver.clone())?,
                 approve_graph(saver)?,
                 Store::sqlite(&args.db),
@@ -148,6 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut builder = Server::builder()
         .graph("agent", agent)
+        .graph("payments", payments)
         .graph("slow", slow)
         .graph("approve", approve)
         .store(store);
@@ -158,7 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "Serving graphs `agent`, `approve` and `slow` at http://{} (threads in {}). Ctrl-C stops.",
+        "Serving graphs `agent`, `payments`, `approve` and `slow` at http://{} (threads in {}); reviewer inbox at http://{0}/inbox. Ctrl-C stops.",
         listener.local_addr()?,
         place
     );

@@ -262,7 +262,7 @@ async def errors(client, ctx):
     err = await raises(404, client.runs.wait(str(uuid.uuid4()), "agent", input=INPUT))
     check("errors: a run on an unknown thread is 404", err is not None, err)
     assistants = await client.assistants.search()
-    check("assistants: agent, approve and slow", sorted(a["graph_id"] for a in assistants) == ["agent", "approve", "slow"], assistants)
+    check("assistants: agent, approve, payments and slow", sorted(a["graph_id"] for a in assistants) == ["agent", "approve", "payments", "slow"], assistants)
 
 
 async def agent_inbox(client, ctx):

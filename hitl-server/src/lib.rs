@@ -52,6 +52,7 @@ mod api;
 mod auth;
 mod error;
 mod graph;
+mod inbox;
 mod live;
 mod runs;
 mod server;

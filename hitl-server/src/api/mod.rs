@@ -52,6 +52,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
             get(threads::state_at),
         )
         .route("/threads/{thread_id}/decisions", get(decisions::list))
+        .route("/inbox/api/pending", get(crate::inbox::pending))
         .route(
             "/threads/{thread_id}/history",
             post(threads::history).get(threads::history_get),
@@ -76,6 +77,10 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/ok", get(ok))
         .route("/info", get(info))
+        .route("/inbox", get(crate::inbox::index))
+        .route("/inbox/", get(crate::inbox::index))
+        .route("/inbox/app.js", get(crate::inbox::app))
+        .route("/inbox/style.css", get(crate::inbox::style))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
