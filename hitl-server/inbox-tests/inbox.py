@@ -119,8 +119,12 @@ with sync_playwright() as p:
     # -- approve: both calls of a batched review, keyboard only for the submit
     card = card_of(page, approve_tid)
     card.screenshot(path=os.path.join(SHOTS, "inbox-card.png"))
-    choose(card, "delete_file", "Approve")
-    choose(card, "send_email", "Approve")
+    # Keyboard only: focus a choice, Space selects it, Enter on the button sends.
+    for tool in ("delete_file", "send_email"):
+        action = card.locator("fieldset.action").filter(has=page.locator(f"legend:text-is('{tool}')"))
+        action.get_by_role("radio", name="Approve").focus()
+        page.keyboard.press("Space")
+        expect(action.get_by_role("radio", name="Approve")).to_be_checked()
     card.get_by_role("button", name="Send decision").focus()
     page.keyboard.press("Enter")
     expect(card.locator(".events")).to_contain_text("assistant: Here is what happened", timeout=15000)

@@ -213,3 +213,50 @@ async fn the_server_applies_timeout_answers_through_a_recorded_run() {
         state.text
     );
 }
+
+#[tokio::test]
+async fn the_inbox_lists_what_the_reviewer_may_answer() {
+    let saver = InMemorySaver::new();
+    let router = server(saver, Duration::from_secs(3600));
+    // The page and its assets need no token; the data does.
+    for path in ["/inbox", "/inbox/app.js", "/inbox/style.css"] {
+        let r = get(&router, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+    }
+    assert!(get(&router, "/inbox").await.text.contains("/inbox/app.js"));
+    assert_eq!(
+        get(&router, "/inbox/api/pending").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let thread = to_review(&router, "alice").await;
+    let pending = |token: &'static str| {
+        let router = router.clone();
+        async move {
+            let auth = format!("Bearer {token}");
+            send(
+                &router,
+                request(
+                    Method::GET,
+                    "/inbox/api/pending",
+                    None,
+                    &[("authorization", &auth)],
+                ),
+            )
+            .await
+        }
+    };
+    let r = pending("alice").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["reviewer"]["id"], "alice");
+    let items = r.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["thread_id"], thread.as_str());
+    assert_eq!(items[0]["graph_id"], "governed");
+    assert_eq!(items[0]["type"], "hitl.batched");
+    assert!(items[0]["response_schema"].is_object());
+    assert!(items[0]["governance"]["expires_at"].is_u64());
+    // Eve has no `finance` role: the review is not hers to see.
+    let r = pending("eve").await;
+    assert_eq!(r.json["items"], json!([]));
+}
