@@ -66,9 +66,11 @@ pub(crate) async fn pending(
     State(inner): State<Arc<Inner>>,
     Extension(identity): Extension<Identity>,
 ) -> Result<Response, ApiError> {
-    let mut query = ThreadQuery::default();
-    query.status = Some(ThreadStatus::Interrupted);
-    query.limit = 500;
+    let query = ThreadQuery {
+        status: Some(ThreadStatus::Interrupted),
+        limit: 500,
+        ..ThreadQuery::default()
+    };
     let page = inner.store.search_threads(&query).await?;
     let mut items = Vec::new();
     for thread in page.threads {
