@@ -26,7 +26,7 @@ pub struct Reviewer {
     /// The identity (a user id, an email address).
     pub id: String,
     /// Its roles.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub roles: Vec<String>,
 }
 
@@ -48,6 +48,12 @@ impl Reviewer {
     /// Whether it has `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// The identity of callers nobody authenticated (hitl-server without an
+    /// authenticator): `anonymous`, no roles.
+    pub fn anonymous() -> Self {
+        Reviewer::new("anonymous")
     }
 }
 
@@ -148,6 +154,12 @@ impl GovernanceSpec {
 }
 
 impl Governance {
+    /// Whether it sets any rule for answering: a deadline, roles, or more than one
+    /// approval (a tool review always carries its policy digest; that is not a rule).
+    pub fn has_rules(&self) -> bool {
+        self.expires_at.is_some() || !self.reviewers.is_empty() || self.approvals > 1
+    }
+
     /// Whether it has expired at `now_ms`.
     pub fn expired_at(&self, now_ms: u64) -> bool {
         self.expires_at.is_some_and(|at| now_ms >= at)

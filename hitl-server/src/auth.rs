@@ -10,43 +10,12 @@ use std::fmt;
 use std::path::Path;
 
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// Who made a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// A stable id (user name, service name, ...).
-    pub id: String,
-    /// Roles, for authorization decisions.
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-impl Identity {
-    /// An identity without roles.
-    pub fn new(id: impl Into<String>) -> Self {
-        Identity {
-            id: id.into(),
-            roles: Vec::new(),
-        }
-    }
-
-    /// Adds a role.
-    pub fn role(mut self, role: impl Into<String>) -> Self {
-        self.roles.push(role.into());
-        self
-    }
-
-    /// Whether it has a role.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-
-    /// The identity of requests to a server without an authenticator.
-    pub fn anonymous() -> Self {
-        Identity::new("anonymous")
-    }
-}
+/// Who made a request: an id and roles, the runtime's [`Reviewer`](hitl_runtime::Reviewer).
+/// A resume sent with this identity is decided as it: its roles are checked against
+/// governed reviews and it is written in the decision records.
+pub type Identity = hitl_runtime::Reviewer;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

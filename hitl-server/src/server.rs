@@ -98,36 +98,47 @@ impl Inner {
         let Some(lease) = self.store.lease() else {
             return;
         };
+        let every = (lease / 3).max(Duration::from_millis(10));
         self.sweeper.get_or_init(|| {
-            let me = self.me.clone();
-            let every = (lease / 3).max(Duration::from_millis(10));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = me.upgrade() else { break };
-                    if let Err(e) = inner.store.renew_leases().await {
-                        tracing::error!(error = %e, "could not renew the leases of this process's runs");
-                    }
-                    match inner.store.claim_orphans().await {
-                        Ok(runs) => {
-                            for run in runs {
-                                tokio::spawn(crate::runs::continue_orphan(inner.clone(), run));
-                            }
+            self.every(every, |inner| async move {
+                if let Err(e) = inner.store.renew_leases().await {
+                    tracing::error!(error = %e, "could not renew the leases of this process's runs");
+                }
+                match inner.store.claim_orphans().await {
+                    Ok(runs) => {
+                        for run in runs {
+                            tokio::spawn(crate::runs::continue_orphan(inner.clone(), run));
                         }
-                        Err(e) => tracing::error!(error = %e, "could not look for runs of stopped processes"),
                     }
-                    match inner.store.recover().await {
-                        Ok(recovery) => {
-                            for thread_id in recovery.pending_threads {
-                                crate::runs::start_next(&inner, &thread_id).await;
-                            }
+                    Err(e) => tracing::error!(error = %e, "could not look for runs of stopped processes"),
+                }
+                match inner.store.recover().await {
+                    Ok(recovery) => {
+                        for thread_id in recovery.pending_threads {
+                            crate::runs::start_next(&inner, &thread_id).await;
                         }
-                        Err(e) => tracing::error!(error = %e, "could not look for queued runs"),
                     }
+                    Err(e) => tracing::error!(error = %e, "could not look for queued runs"),
                 }
             });
+        });
+    }
+
+    /// Runs `job` every `period` on a task of its own, until the server is dropped.
+    fn every<F, Fut>(&self, period: Duration, job: F)
+    where
+        F: Fn(Arc<Inner>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = me.upgrade() else { break };
+                job(inner).await;
+            }
         });
     }
 
@@ -137,16 +148,8 @@ impl Inner {
     /// and tried again on the next tick), decided by the system.
     pub(crate) fn ensure_expirer(&self) {
         self.expirer.get_or_init(|| {
-            let me = self.me.clone();
-            let every = self.expire_every;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = me.upgrade() else { break };
-                    inner.expire_due(std::time::SystemTime::now()).await;
-                }
+            self.every(self.expire_every, |inner| async move {
+                inner.expire_due(std::time::SystemTime::now()).await;
             });
         });
     }

@@ -15,8 +15,8 @@ use crate::time::{iso, micros};
 pub(crate) struct InterruptRef<'a> {
     id: String,
     value: &'a Value,
-    /// hitl's addition, only on governed interrupts: deadline, timeout answer, roles,
-    /// approvals needed.
+    /// hitl's addition, only on interrupts with rules (a deadline, roles, several
+    /// approvals): the rules, when it was raised, the policy digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     governance: Option<&'a Governance>,
     /// hitl's addition: who approved so far, when several approvals are needed.
@@ -28,7 +28,7 @@ pub(crate) fn interrupt_ref(i: &PendingInterrupt) -> InterruptRef<'_> {
     InterruptRef {
         id: i.id.to_string(),
         value: &i.value,
-        governance: i.governance.as_ref(),
+        governance: i.governance.as_ref().filter(|g| g.has_rules()),
         approved_by: &i.approved_by,
     }
 }
@@ -49,7 +49,7 @@ pub(crate) fn interrupt_out(i: &PendingInterrupt) -> Value {
         value: &i.value,
         id: i.id.to_string(),
         response_schema: i.resume_schema.as_deref(),
-        governance: i.governance.as_ref(),
+        governance: i.governance.as_ref().filter(|g| g.has_rules()),
         approved_by: &i.approved_by,
     })
     .unwrap_or(Value::Null)

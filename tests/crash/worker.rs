@@ -14,6 +14,7 @@
 //! `invoke(None)` of the race agent on that thread, printing `busy`, `done`, `paused`
 //! or `error: ..`.
 
+mod policy;
 #[path = "workload.rs"]
 #[allow(dead_code)] // The test uses the rest.
 mod workload;
@@ -215,6 +216,9 @@ async fn main() {
             }
         }
         return;
+    }
+    if args.first().map(String::as_str) == Some("policy") {
+        return policy::run(&args[1], &args[2], &args[3], &args[4]).await;
     }
     if args.first().map(String::as_str) == Some("serve") {
         return serve(&args[1], &args[2], args[3].parse().unwrap()).await;

@@ -81,7 +81,7 @@ async fn a_review_shows_its_governance_on_the_wire() {
     let request: HitlRequest = serde_json::from_value(pending.value.clone()).unwrap();
     let config = &request.review_configs[0];
     let governance = pending.governance.as_ref().unwrap();
-    assert_eq!(config.expires_at, governance.expires_at);
+    assert_eq!(config.rules.expires_at, governance.expires_at);
     assert_eq!(
         governance.expires_at.unwrap() - governance.raised_at,
         4 * 3600 * 1000
@@ -361,4 +361,28 @@ async fn changed_or_deleted_records_are_detected_in_sqlite() {
         .await
         .unwrap();
     assert_eq!(by_bob.len(), 1);
+}
+
+#[tokio::test]
+async fn two_processes_with_different_tool_definitions_share_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("threads.db");
+    let db = db.to_str().unwrap();
+    let worker = |version: &str, step: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitl-crash-worker"))
+            .args(["policy", version, db, "invoice", step])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(worker("v1", "raise"), "raised");
+    // A process built with v2 of `pay` refuses the review raised under v1.
+    assert_eq!(worker("v2", "resume"), "policy-changed pay");
+    // Nothing was stored: a v1 process answers it, and the call runs.
+    assert_eq!(worker("v1", "resume"), "ran: v1 paid 40");
 }

@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 
 pub use hitl::{
     ActionRequest, AuthorizeRequest, DEFAULT_EDIT_NOTICE, HitlRequest, HumanInTheLoop,
-    HumanInTheLoopMiddleware, ReviewConfig, ReviewMode, ReviewedCall, ToolApprovalRequest,
+    HumanInTheLoopMiddleware, ReviewConfig, ReviewMode, ReviewRules, ReviewedCall,
+    ToolApprovalRequest,
 };
 pub use middleware::{HookOutput, Hooks, JumpTo, Middleware, ModelNext, ToolCallRequest, ToolNext};
 pub use model::{ChatModel, ModelError, ModelRequest, ModelSettings, ToolChoice};

@@ -459,7 +459,11 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
         ns: &str,
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
-    ) -> Result<(), CheckpointError>;
+    ) -> Result<(), CheckpointError> {
+        self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
+            .await
+            .map(drop)
+    }
 
     /// [`put_writes`](Self::put_writes), appending `records` to the thread's decision
     /// records in the same transaction: numbered after the thread's last record and

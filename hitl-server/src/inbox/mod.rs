@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hitl_runtime::{Governance, Reviewer, RunConfig};
+use hitl_runtime::{Governance, RunConfig};
 use serde_json::{Value, json};
 
 use crate::auth::Identity;
@@ -53,11 +53,7 @@ pub(crate) async fn style() -> Response {
 
 /// Whether `identity` may answer an interrupt under `governance`.
 fn may_answer(identity: &Identity, governance: Option<&Governance>) -> bool {
-    let reviewer = Reviewer {
-        id: identity.id.clone(),
-        roles: identity.roles.clone(),
-    };
-    governance.is_none_or(|g| g.authorizes(Some(&reviewer)))
+    governance.is_none_or(|g| g.authorizes(Some(identity)))
 }
 
 /// `GET /inbox/api/pending`: every pending interrupt the caller may answer, across

@@ -1,7 +1,6 @@
 //! What a client asks for: the run request, its stream modes, and the run it becomes.
 
 use super::*;
-use hitl_runtime::Reviewer;
 
 /// The stream modes a client asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,10 +173,7 @@ impl RunSpec {
             (Some(i), None) => JsonInput::Update(i.clone()),
             (None, Some(c)) => {
                 let mut command = parse_command(c)?;
-                command.reviewer = identity.map(|i| Reviewer {
-                    id: i.id.clone(),
-                    roles: i.roles.clone(),
-                });
+                command.reviewer = identity.cloned();
                 command.timeout_at = kwargs.get(TIMEOUT_KEY).and_then(Value::as_u64);
                 JsonInput::Command(command)
             }

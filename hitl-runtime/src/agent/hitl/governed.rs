@@ -36,7 +36,7 @@ impl HumanInTheLoop {
         }
         let digests: Vec<&str> = configs
             .iter()
-            .filter_map(|c| c.policy_digest.as_deref())
+            .filter_map(|c| c.rules.policy_digest.as_deref())
             .collect();
         let spec = GovernanceSpec {
             expires,

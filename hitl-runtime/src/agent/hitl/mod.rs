@@ -53,16 +53,10 @@ pub struct ActionRequest {
     pub description: String,
 }
 
-/// What a reviewer may decide about one call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReviewConfig {
-    /// The tool.
-    pub action_name: String,
-    /// The decisions allowed.
-    pub allowed_decisions: Vec<DecisionType>,
-    /// The JSON schema edited arguments must match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args_schema: Option<Arc<Value>>,
+/// What governs one call's review, in its review config or per-call request: all
+/// absent for a tool whose policy declares none of it, except `policy_digest`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReviewRules {
     /// When the review expires (ms since the Unix epoch), if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
@@ -79,6 +73,21 @@ pub struct ReviewConfig {
     /// ([`InterruptPolicy::digest`]); answering after it changed is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
+}
+
+/// What a reviewer may decide about one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewConfig {
+    /// The tool.
+    pub action_name: String,
+    /// The decisions allowed.
+    pub allowed_decisions: Vec<DecisionType>,
+    /// The JSON schema edited arguments must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_schema: Option<Arc<Value>>,
+    /// The governance of the call's review (hitl's addition to the wire format).
+    #[serde(flatten)]
+    pub rules: ReviewRules,
 }
 
 /// The interrupt value of a batched review: one action request and one review config
@@ -110,22 +119,9 @@ pub struct ToolApprovalRequest {
     /// The JSON schema edited arguments must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_schema: Option<Arc<Value>>,
-    /// When the review expires (ms since the Unix epoch), if it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// The decision applied when it expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_timeout: Option<Decision>,
-    /// The roles that may decide (empty: anyone).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reviewers: Vec<String>,
-    /// How many distinct reviewers must approve (absent: one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvals: Option<u32>,
-    /// The digest of the tool's policy and argument schema when the review was raised
-    /// ([`InterruptPolicy::digest`]); answering after it changed is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_digest: Option<String>,
+    /// The governance of the call's review (hitl's addition to the wire format).
+    #[serde(flatten)]
+    pub rules: ReviewRules,
 }
 
 impl crate::Interrupt for HitlRequest {
@@ -454,12 +450,14 @@ impl Middleware for HumanInTheLoop {
                     action_name: name.to_owned(),
                     allowed_decisions: policy.allowed().iter().collect(),
                     args_schema: Some(schema),
-                    expires_at: None,
-                    on_timeout: policy.timeout_decision(),
-                    reviewers: policy.reviewer_roles().to_vec(),
-                    approvals: (policy.required_approvals() > 1)
-                        .then_some(policy.required_approvals()),
-                    policy_digest: Some(digest.clone()),
+                    rules: ReviewRules {
+                        expires_at: None,
+                        on_timeout: policy.timeout_decision(),
+                        reviewers: policy.reviewer_roles().to_vec(),
+                        approvals: (policy.required_approvals() > 1)
+                            .then_some(policy.required_approvals()),
+                        policy_digest: Some(digest.clone()),
+                    },
                 };
                 digests.insert(name.to_owned(), digest);
                 self.configs.insert(name.to_owned(), config);
@@ -512,8 +510,8 @@ impl Middleware for HumanInTheLoop {
             if let (Some(expires), Some(timeouts)) = (governance.expires, timeouts) {
                 let at = now.saturating_add(expires.as_millis() as u64);
                 for (config, decision) in request.review_configs.iter_mut().zip(&timeouts) {
-                    config.expires_at = Some(at);
-                    config.on_timeout = Some(decision.clone());
+                    config.rules.expires_at = Some(at);
+                    config.rules.on_timeout = Some(decision.clone());
                 }
                 governance.on_timeout = Some(
                     serde_json::to_value(HitlResponse::from(timeouts))
@@ -629,19 +627,19 @@ impl Middleware for HumanInTheLoop {
             description: self.describe(&request.call, policy),
             allowed_decisions: policy.allowed().iter().collect(),
             args_schema: config.as_ref().and_then(|c| c.args_schema.clone()),
-            expires_at: None,
-            on_timeout: None,
-            reviewers: policy.reviewer_roles().to_vec(),
-            approvals: config.as_ref().and_then(|c| c.approvals),
-            policy_digest: config.as_ref().and_then(|c| c.policy_digest.clone()),
+            rules: ReviewRules {
+                expires_at: None,
+                on_timeout: None,
+                ..config.as_ref().map(|c| c.rules.clone()).unwrap_or_default()
+            },
         };
         if let (Some(expires), Some(timeout)) = (
             governance.expires,
             timeouts.and_then(|t| t.into_iter().next()),
         ) {
-            approval.expires_at = Some(now.saturating_add(expires.as_millis() as u64));
+            approval.rules.expires_at = Some(now.saturating_add(expires.as_millis() as u64));
             governance.on_timeout = Some(serde_json::to_value(&timeout).map_err(ToolError::msg)?);
-            approval.on_timeout = Some(timeout);
+            approval.rules.on_timeout = Some(timeout);
         }
         let allowed = approval.allowed_decisions.clone();
         let answer = request.cx.interrupt_with(

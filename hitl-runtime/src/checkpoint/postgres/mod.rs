@@ -342,18 +342,6 @@ impl Checkpointer for PostgresSaver {
         })
     }
 
-    async fn put_writes(
-        &self,
-        thread: &str,
-        ns: &str,
-        checkpoint: CheckpointId,
-        writes: Vec<PendingWrite>,
-    ) -> Result<(), CheckpointError> {
-        self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
-            .await
-            .map(drop)
-    }
-
     async fn put_decisions(
         &self,
         thread: &str,
