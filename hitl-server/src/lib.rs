@@ -31,6 +31,16 @@
 //!   closes once the run is recorded as ended). `stream_resumable` adds event ids
 //!   and `Last-Event-ID` replays.
 //!
+//! - **Reviewers** answer as who they are: a resume is decided as the caller's
+//!   [`Identity`] (its roles are checked against governed reviews, 403 without them,
+//!   and it is written in the decision records, served at
+//!   `GET /threads/{id}/decisions` with the verification of their chain). Expired
+//!   reviews get their declared timeout answers from the server itself, through a
+//!   recorded run ([`ServerBuilder::expire_every`]).
+//! - **The reviewer inbox** is a web page at `/inbox`: what waits for the signed-in
+//!   reviewer, answered in forms generated from the review policies and schemas (HTML,
+//!   CSS and JavaScript embedded in the binary).
+//!
 //! # Stricter than LangGraph Server
 //!
 //! A resume is validated by the runtime before anything is stored: a malformed one

@@ -84,6 +84,11 @@ pub(crate) async fn pending(
             if !may_answer(&identity, i.governance.as_ref()) {
                 continue;
             }
+            // When it was raised, if it says; else when its thread last changed.
+            let since = i
+                .governance
+                .as_ref()
+                .map_or(thread.updated_at, |g| g.raised_at as i64 * 1000);
             items.push(json!({
                 "thread_id": thread.thread_id,
                 "graph_id": reg.graph_id,
@@ -95,8 +100,8 @@ pub(crate) async fn pending(
                 "response_schema": i.resume_schema.as_deref(),
                 "governance": i.governance,
                 "approved_by": i.approved_by,
-                "waiting_since": crate::time::iso(thread.updated_at),
-                "waiting_since_us": thread.updated_at,
+                "waiting_since": crate::time::iso(since),
+                "waiting_since_us": since,
             }));
         }
     }
