@@ -352,6 +352,9 @@ fn decode_update<S: State>(what: &'static str, value: Value) -> Result<S::Update
     })
 }
 
+/// The name clients give the end of a graph.
+const END_NODE: &str = "__end__";
+
 fn node_of<S: State>(
     graph: &CompiledGraph<S>,
     what: &'static str,
@@ -385,6 +388,14 @@ fn typed_input<S: State>(
     Ok(match input {
         JsonInput::Update(v) => Input::Update(decode_update::<S>("input", v)?),
         JsonInput::Continue => Input::Continue,
+        // As on the reference server, a goto to `__end__` is accepted and does nothing
+        // (Agent Chat UI's "Mark as Resolved" sends it): a command of nothing else
+        // continues the thread, which pauses at its pending interrupts again.
+        JsonInput::Command(c)
+            if c.resume.is_none() && c.update.is_none() && c.goto.iter().all(|g| g == END_NODE) =>
+        {
+            Input::Continue
+        }
         JsonInput::Command(c) => {
             let mut cmd = match (c.resume, c.timeout_at) {
                 (Some(JsonResume::ById(list)), Some(at)) => Command::timeout(list, at),
@@ -398,7 +409,7 @@ fn typed_input<S: State>(
             if let (Some(reviewer), None) = (c.reviewer, c.timeout_at) {
                 cmd = cmd.by(reviewer);
             }
-            for name in &c.goto {
+            for name in c.goto.iter().filter(|g| *g != END_NODE) {
                 cmd = cmd.goto(node_of(graph, "command.goto", name)?);
             }
             Input::Command(cmd)

@@ -300,3 +300,30 @@ async fn of_two_concurrent_resumes_exactly_one_runs() {
         assert_eq!(tools, 2, "each tool ran once");
     }
 }
+
+/// Agent Chat UI's "Mark as Resolved" sends `command: {"goto": "__end__"}`: as on the
+/// reference server (measured with langgraph 1.x: the write to `branch:to:__end__` is
+/// ignored), it is accepted and changes nothing; the review stays pending.
+#[tokio::test]
+async fn a_goto_to_the_end_is_accepted_and_leaves_the_review_pending() {
+    let s = server();
+    let t = new_thread(&s.router).await;
+    let interrupt = agent_to_interrupt(&s.router, &t).await;
+    let r = post(
+        &s.router,
+        &format!("/threads/{t}/runs/wait"),
+        json!({"assistant_id": "agent", "command": {"goto": "__end__"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["__interrupt__"][0]["id"], json!(interrupt));
+    let th = get(&s.router, &format!("/threads/{t}")).await.json;
+    assert_eq!(th["status"], json!("interrupted"));
+    let tools = th["values"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == json!("tool"))
+        .count();
+    assert_eq!(tools, 0, "nothing ran");
+}
