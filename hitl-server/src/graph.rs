@@ -553,8 +553,13 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
         as_node: Option<&str>,
     ) -> Result<CheckpointId, CallError> {
         let update = decode_update::<S>("values", values)?;
-        let node = as_node.map(|n| node_of(self, "as_node", n)).transpose()?;
-        let at = CompiledGraph::update_state(self, cfg, update, node).await?;
+        // `as_node: "__end__"` ends the thread (Agent Inbox's "Ignore").
+        let at = if as_node == Some(END_NODE) {
+            CompiledGraph::update_state_as_end(self, cfg, update).await?
+        } else {
+            let node = as_node.map(|n| node_of(self, "as_node", n)).transpose()?;
+            CompiledGraph::update_state(self, cfg, update, node).await?
+        };
         at.checkpoint_id().ok_or_else(|| {
             CallError::Run(RunError::UnknownThread {
                 thread: cfg.thread_id().unwrap_or_default().to_owned(),

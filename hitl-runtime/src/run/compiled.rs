@@ -13,6 +13,7 @@ use super::output::{RunOutput, StateSnapshot};
 use super::snapshot::snapshot_from_stored;
 use super::step::execute;
 use super::stream::{RunStream, Sink};
+use super::update::Writer;
 use crate::checkpoint::{Checkpointer, ListFilter};
 use crate::context::{NodeKey, RunConfig, StreamModes};
 use crate::error::{GraphError, RunError};
@@ -419,10 +420,21 @@ impl<S: State> CompiledGraph<S> {
         as_node: Option<NodeHandle<S>>,
     ) -> Result<RunConfig, RunError> {
         let as_node = match as_node {
-            Some(h) => Some(self.inner.topology.handle_index(h)?),
-            None => None,
+            Some(h) => Writer::Node(self.inner.topology.handle_index(h)?),
+            None => Writer::Caller,
         };
         super::update::update_state(&self.inner, cfg, update, as_node).await
+    }
+
+    /// Writes `update` as the graph's end (LangGraph's `as_node=END`): the thread
+    /// finishes where it is; nothing runs next and its pending interrupts are dropped,
+    /// unanswered (no call they review runs). Agent Inbox's "Ignore" does this.
+    pub async fn update_state_as_end(
+        &self,
+        cfg: &RunConfig,
+        update: S::Update,
+    ) -> Result<RunConfig, RunError> {
+        super::update::update_state(&self.inner, cfg, update, Writer::End).await
     }
 
     /// The handle of a node, by name.

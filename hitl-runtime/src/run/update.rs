@@ -10,14 +10,25 @@ use crate::context::RunConfig;
 use crate::error::{CheckpointError, RunError};
 use crate::state::State;
 
+/// Who an `update_state` checkpoint is written as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Writer {
+    /// The caller: the next tasks stay what they were.
+    Caller,
+    /// A node (by index): routed as if it had returned the update.
+    Node(usize),
+    /// The graph's end: nothing runs next, pending interrupts are dropped.
+    End,
+}
+
 /// Writes an `update_state` checkpoint: `update` applied to the head (or to
-/// `cfg.at_checkpoint(..)`), as if `as_node` had returned it. Returns a config at the
+/// `cfg.at_checkpoint(..)`), as `as_node` (see [`Writer`]). Returns a config at the
 /// new checkpoint.
 pub(crate) async fn update_state<S: State>(
     graph: &Arc<GraphInner<S>>,
     cfg: &RunConfig,
     update: S::Update,
-    as_node: Option<usize>,
+    as_node: Writer,
 ) -> Result<RunConfig, RunError> {
     let saver = graph.checkpointer.clone().ok_or(RunError::NoCheckpointer {
         operation: "update_state",
@@ -48,7 +59,7 @@ async fn write_update<S: State>(
     runner: &Runner<S>,
     cfg: &RunConfig,
     mut update: S::Update,
-    as_node: Option<usize>,
+    as_node: Writer,
 ) -> Result<RunConfig, RunError> {
     let (graph, thread) = (&runner.graph, &runner.thread);
     let head = runner
@@ -74,17 +85,19 @@ async fn write_update<S: State>(
     let pieces = encode_given::<S>("update_state", &mut update)?;
     let mut draft = Draft::update(base.checkpoint, base.state, head_id);
     let writer = match as_node {
-        Some(n) => graph.topology.name(n).to_string(),
-        None => "update_state".to_owned(),
+        Writer::Node(n) => graph.topology.name(n).to_string(),
+        Writer::Caller => "update_state".to_owned(),
+        Writer::End => "__end__".to_owned(),
     };
     draft.apply(&writer, update, &pieces)?;
     let next = match as_node {
-        Some(n) => {
+        Writer::Node(n) => {
             let id = draft.id();
             draft.seen_mut().insert(graph.topology.name(n).clone(), id);
             graph.topology.routes_after(n, draft.state())?
         }
-        None => draft.base_next(),
+        Writer::Caller => draft.base_next(),
+        Writer::End => Vec::new(),
     };
     let (current, blobs) = Current::made(draft.finish(thread, next, cfg.metadata.clone())?, true);
     runner

@@ -327,3 +327,35 @@ async fn a_goto_to_the_end_is_accepted_and_leaves_the_review_pending() {
         .count();
     assert_eq!(tools, 0, "nothing ran");
 }
+
+/// Agent Inbox's "Ignore" writes the state `as_node: "__end__"`: as on the reference
+/// server, the thread ends where it is; the review is dropped and nothing it reviews
+/// runs.
+#[tokio::test]
+async fn updating_the_state_as_the_end_ends_the_thread() {
+    let s = server();
+    let t = new_thread(&s.router).await;
+    agent_to_interrupt(&s.router, &t).await;
+    let r = post(
+        &s.router,
+        &format!("/threads/{t}/state"),
+        json!({"values": null, "as_node": "__end__"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let th = get(&s.router, &format!("/threads/{t}")).await.json;
+    assert_eq!(th["status"], json!("idle"));
+    assert_eq!(th["interrupts"], json!({}));
+    let state = get(&s.router, &format!("/threads/{t}/state")).await.json;
+    assert_eq!(state["next"], json!([]));
+    // Nothing is pending: a resume now is refused, and nothing ran.
+    let r = post(
+        &s.router,
+        &format!("/threads/{t}/runs/wait"),
+        json!({"assistant_id": "agent", "command": {"resume": approve()}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let messages = state["values"]["messages"].as_array().unwrap();
+    assert!(messages.iter().all(|m| m["type"] != json!("tool")));
+}
