@@ -108,7 +108,8 @@ with sync_playwright() as p:
     sign_in(page, "alice")
     for tid in (approve_tid, reject_tid, race_tid, pay_tid, ask_tid):
         expect(card_of(page, tid)).to_be_visible()
-    check(True, "alice sees every review")
+    shown = page.locator("article.card").count()
+    check(shown == 5, f"alice sees the five reviews, once each ({shown} cards)")
     # The most urgent first: the payment expires, the others do not.
     order = page.locator("article.card header a").all_inner_texts()
     check(order[0].endswith("(payments)"), f"the expiring payment comes first: {order}")

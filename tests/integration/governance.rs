@@ -149,12 +149,14 @@ async fn one_rejection_vetoes_a_payment() {
     let app = payments(InMemorySaver::new(), 3, ReviewMode::PerCall);
     let cfg = RunConfig::thread("veto");
     app.invoke(Message::user("pay"), &cfg).await.unwrap();
-    app.invoke(
-        Command::resume(json!({"type": "approve"})).by(finance("alice")),
-        &cfg,
-    )
-    .await
-    .unwrap();
+    let out = app
+        .invoke(
+            Command::resume(json!({"type": "approve"})).by(finance("alice")),
+            &cfg,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Interrupted, "one approval of two");
     let out = app
         .invoke(
             Command::resume(json!({"type": "reject", "message": "wrong vendor"}))
@@ -166,6 +168,78 @@ async fn one_rejection_vetoes_a_payment() {
     assert_eq!(out.status, RunStatus::Done);
     let text = format!("{:?}", out.values.messages);
     assert!(text.contains("wrong vendor"), "{text}");
+    assert_eq!(paid(3), 0, "a vetoed payment does not run");
+}
+
+static NOTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Write a note.
+#[tool(interrupt(allowed = [approve, reject]))]
+async fn note(text: String) -> Result<String, ToolError> {
+    NOTED.lock().unwrap().push(text.clone());
+    Ok(format!("noted {text}"))
+}
+
+#[tokio::test]
+async fn a_mixed_answer_counts_only_as_the_approval_that_completes_a_quorum() {
+    let turns = vec![
+        Message::assistant_with_tools(
+            "",
+            vec![
+                ToolCall::of(
+                    PayArgs {
+                        amount: 8,
+                        to: "acme".into(),
+                    },
+                    "p1",
+                ),
+                ToolCall::of(
+                    NoteArgs {
+                        text: "mixed".into(),
+                    },
+                    "n1",
+                ),
+            ],
+        ),
+        Message::assistant("done"),
+    ];
+    let app = create_agent(ScriptedModel::turns(turns))
+        .tools(tools![pay, note])
+        .middleware(HumanInTheLoop::from_tools())
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
+    let cfg = RunConfig::thread("mixed");
+    app.invoke(Message::user("pay and note"), &cfg)
+        .await
+        .unwrap();
+    let mixed = || json!({"decisions": [{"type": "approve"}, {"type": "reject"}]});
+    let both = json!({"decisions": [{"type": "approve"}, {"type": "approve"}]});
+
+    // Approving the payment while declining the note, with one approval of two: refused.
+    let e = app
+        .invoke(Command::resume(mixed()).by(finance("alice")), &cfg)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("approves some calls and declines others while 1 of 2 approvals are given"),
+        "{e}"
+    );
+    assert!(app.decision_records("mixed").await.unwrap().is_empty());
+    let out = app
+        .invoke(Command::resume(both).by(finance("alice")), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Interrupted);
+    // The second approver's mixed answer completes the quorum and decides.
+    let out = app
+        .invoke(Command::resume(mixed()).by(finance("bob")), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Done);
+    assert_eq!(paid(8), 1);
+    assert!(!NOTED.lock().unwrap().contains(&"mixed".to_owned()));
 }
 
 #[tokio::test]

@@ -363,7 +363,7 @@ impl Checkpointer for InMemorySaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
         records: Vec<DecisionRecord>,
-    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    ) -> Result<(), CheckpointError> {
         let mut store = self.lock();
         let store = &mut *store;
         let space = match store.threads.get_mut(thread) {
@@ -388,13 +388,12 @@ impl Checkpointer for InMemorySaver {
         }
         merge_writes(thread, &mut space.entry_mut(checkpoint).writes, writes)?;
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let chain = store.decisions.entry(thread.into()).or_default();
         let last = chain.last().map(|e| (e.seq, e.hash.clone()));
-        let sealed = seal_all(last, &records);
-        chain.extend(sealed.iter().cloned());
-        Ok(sealed)
+        chain.extend(seal_all(last, &records));
+        Ok(())
     }
 
     async fn decision_records(

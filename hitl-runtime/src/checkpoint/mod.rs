@@ -462,13 +462,12 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), CheckpointError> {
         self.put_decisions(thread, ns, checkpoint, writes, Vec::new())
             .await
-            .map(drop)
     }
 
     /// [`put_writes`](Self::put_writes), appending `records` to the thread's decision
     /// records in the same transaction: numbered after the thread's last record and
-    /// sealed with its hash ([`DecisionEntry::seal`]). All or nothing. Returns the
-    /// stored entries. A resume stores its answers with this.
+    /// sealed with its hash ([`DecisionEntry::seal`]). All or nothing. A resume stores
+    /// its answers with this.
     async fn put_decisions(
         &self,
         thread: &str,
@@ -476,7 +475,7 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
         records: Vec<DecisionRecord>,
-    ) -> Result<Vec<DecisionEntry>, CheckpointError>;
+    ) -> Result<(), CheckpointError>;
 
     /// Decision records, in chain order per thread (oldest first). Records are never
     /// changed or deleted, not even with their thread.

@@ -5,8 +5,10 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::compiled::CompiledGraph;
-use crate::checkpoint::DecisionEntry;
+use crate::checkpoint::pending;
+use crate::checkpoint::{Checkpointer, DecisionEntry, PendingThread};
 use crate::context::RunConfig;
+use crate::error::CheckpointError;
 use crate::error::RunError;
 use crate::governance::millis;
 use crate::graph::Command;
@@ -78,25 +80,10 @@ impl<S: State> CompiledGraph<S> {
         let now = millis(now);
         let mut out = Vec::new();
         for waiting in saver.threads_with_pending_interrupts(usize::MAX).await? {
-            let cfg = RunConfig::thread(waiting.thread.clone());
-            let snapshot = match self.get_state(&cfg).await {
-                Ok(s) => s,
-                Err(e) => {
-                    out.push(Err((waiting.thread, e)));
-                    continue;
-                }
-            };
-            let due: Vec<(InterruptId, Value)> = snapshot
-                .interrupts
-                .iter()
-                .filter_map(|i| {
-                    let g = i.governance.as_ref()?;
-                    g.expired_at(now)
-                        .then(|| Some((i.id, g.on_timeout.clone()?)))?
-                })
-                .collect();
-            if !due.is_empty() {
-                out.push(Ok((waiting.thread, due)));
+            match due_on(saver.as_ref(), &waiting, now).await {
+                Ok(due) if due.is_empty() => {}
+                Ok(due) => out.push(Ok((waiting.thread, due))),
+                Err(e) => out.push(Err((waiting.thread, e))),
             }
         }
         Ok(out)
@@ -109,4 +96,38 @@ impl<S: State> CompiledGraph<S> {
             .decision_records(&crate::checkpoint::RecordQuery::thread(thread))
             .await?)
     }
+}
+
+/// The timeout answers due at `now` on a waiting thread, read from its head's pending
+/// writes alone (its state is not loaded: this runs for every waiting thread).
+async fn due_on(
+    saver: &dyn Checkpointer,
+    waiting: &PendingThread,
+    now: u64,
+) -> Result<Vec<(InterruptId, Value)>, RunError> {
+    let head = Some(waiting.checkpoint);
+    let Some(stored) = saver.get(&waiting.thread, "", head, head).await? else {
+        return Ok(Vec::new());
+    };
+    let collected = pending::collect(&stored.writes).map_err(CheckpointError::decoding(
+        &waiting.thread,
+        "the pending writes of its head",
+    ))?;
+    let mut due = Vec::new();
+    for (_, id) in &collected.pending {
+        let Some(record) = collected.record(*id) else {
+            continue;
+        };
+        let view = record.view().map_err(CheckpointError::decoding(
+            &waiting.thread,
+            format!("interrupt {id}"),
+        ))?;
+        if let Some(g) = view.governance
+            && g.expired_at(now)
+            && let Some(answer) = g.on_timeout
+        {
+            due.push((*id, answer));
+        }
+    }
+    Ok(due)
 }

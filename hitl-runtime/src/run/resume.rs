@@ -248,10 +248,11 @@ fn check_answer(
     let record = collected
         .record(id)
         .ok_or_else(|| invalid(vec!["its stored record is missing".into()]))?;
-    let view = record
+    let mut view = record
         .view()
         .map_err(|e| invalid(vec![format!("its stored record does not decode: {e}")]))?;
-    let governance = view.governance.clone().unwrap_or_default();
+    let governed = view.governance.is_some();
+    let governance = view.governance.take().unwrap_or_default();
     let reviewer = match answering.decided_by {
         Some(DecidedBy::Reviewer(r)) => Some(r),
         _ => None,
@@ -348,7 +349,9 @@ fn check_answer(
             }
             Vote::Mixed if count < required => {
                 return Err(invalid(vec![format!(
-                    "it approves some calls and declines others while {count} of {required}                      approvals are given; approve everything to add an approval, or decline                      what needs approvals"
+                    "it approves some calls and declines others while {count} of {required} \
+                     approvals are given; approve everything to add an approval, or decline \
+                     what needs approvals"
                 )]));
             }
             _ => {}
@@ -356,26 +359,26 @@ fn check_answer(
     }
     let record = DecisionRecord {
         thread: answering.thread.to_owned(),
-        ns: view.ns.clone(),
+        ns: view.ns,
         run_id: answering.run_id.map(str::to_owned),
         checkpoint: answering.checkpoint,
         interrupt: id,
-        node: view.node.clone(),
-        payload_type: view.payload_type.clone().or_else(|| {
+        node: view.node,
+        payload_type: view.payload_type.or_else(|| {
             view.kind
                 .as_deref()
                 .filter(|k| k.starts_with("hitl."))
                 .map(str::to_owned)
         }),
-        tools: governance.tools.clone(),
+        tools: governance.tools,
         answer: value.clone(),
         outcome,
         decided_by: answering.decided_by.cloned(),
-        raised_at: view.governance.as_ref().map(|g| g.raised_at),
+        raised_at: governed.then_some(governance.raised_at),
         decided_at: answering.now,
         due_at: governance.expires_at,
         payload_digest: sha256_hex(view.value.get().as_bytes()),
-        policy_digest: governance.policy_digest.clone(),
+        policy_digest: governance.policy_digest,
     };
     Ok((value, record))
 }

@@ -453,19 +453,12 @@ impl RunStore for SqliteRunStore {
     ) -> Result<Vec<RunRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        let conn = self.lock();
-        match status {
-            Some(s) => runs_where(
-                &conn,
-                "thread_id = ?1 AND status = ?4 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
-                &[&thread_id, &limit, &offset, &s.as_str()],
-            ),
-            None => runs_where(
-                &conn,
-                "thread_id = ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
-                &[&thread_id, &limit, &offset],
-            ),
-        }
+        let status = status.map(RunStatus::as_str);
+        runs_where(
+            &self.lock(),
+            "thread_id = ?1 AND (?4 IS NULL OR status = ?4) ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+            &[&thread_id, &limit, &offset, &status],
+        )
     }
 
     async fn active_runs(&self, thread_id: &str) -> Result<Vec<RunRecord>, StoreError> {

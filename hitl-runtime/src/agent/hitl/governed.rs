@@ -48,8 +48,12 @@ impl HumanInTheLoop {
                 .map(|(_, p)| p.required_approvals())
                 .max()
                 .unwrap_or(1),
-            policy_digest: (!digests.is_empty())
-                .then(|| crate::checkpoint::sha256_hex(digests.join("\n").as_bytes())),
+            // One tool: its digest; several: the digest of theirs, in order.
+            policy_digest: match digests.as_slice() {
+                [] => None,
+                [one] => Some((*one).to_owned()),
+                many => Some(crate::checkpoint::sha256_hex(many.join("\n").as_bytes())),
+            },
             tools: reviewed.iter().map(|(c, _)| c.name.clone()).collect(),
         };
         (spec, timeouts)

@@ -349,21 +349,21 @@ impl Checkpointer for PostgresSaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
         records: Vec<DecisionRecord>,
-    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    ) -> Result<(), CheckpointError> {
         let mut client = self.client().await?;
         if records.is_empty() {
             self.store_writes(&client, thread, ns, checkpoint, &writes)
                 .await?;
             self.wrote();
-            return Ok(Vec::new());
+            return Ok(());
         }
         let tx = client.transaction().await.map_err(backend)?;
         self.store_writes(&tx, thread, ns, checkpoint, &writes)
             .await?;
-        let sealed = self.append_decisions(&tx, thread, &records).await?;
+        self.append_decisions(&tx, thread, &records).await?;
         tx.commit().await.map_err(backend)?;
         self.wrote();
-        Ok(sealed)
+        Ok(())
     }
 
     async fn decision_records(

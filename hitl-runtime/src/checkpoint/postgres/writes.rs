@@ -7,7 +7,7 @@ use super::rows::write_columns;
 use super::{PostgresSaver, backend};
 use crate::checkpoint::decisions::seal_all;
 use crate::checkpoint::rows::parse_id;
-use crate::checkpoint::{DecisionEntry, DecisionRecord, PendingWrite, WriteMode};
+use crate::checkpoint::{DecisionRecord, PendingWrite, WriteMode};
 use crate::error::CheckpointError;
 use crate::ids::CheckpointId;
 
@@ -95,7 +95,7 @@ impl PostgresSaver {
         tx: &deadpool_postgres::Transaction<'_>,
         thread: &str,
         records: &[DecisionRecord],
-    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    ) -> Result<(), CheckpointError> {
         let s = &self.schema;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('hitl-decisions:' || $1))",
@@ -138,6 +138,6 @@ impl PostgresSaver {
             .await
             .map_err(backend)?;
         }
-        Ok(sealed)
+        Ok(())
     }
 }

@@ -385,7 +385,7 @@ impl Checkpointer for SqliteSaver {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
         records: Vec<DecisionRecord>,
-    ) -> Result<Vec<DecisionEntry>, CheckpointError> {
+    ) -> Result<(), CheckpointError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -405,14 +405,12 @@ impl Checkpointer for SqliteSaver {
             }
         }
         insert_writes(&tx, thread, ns, checkpoint, &writes)?;
-        let sealed = if records.is_empty() {
-            Vec::new()
-        } else {
-            rows::append_decisions(&tx, thread, &records)?
-        };
+        if !records.is_empty() {
+            rows::append_decisions(&tx, thread, &records)?;
+        }
         tx.commit().map_err(backend)?;
         self.wrote();
-        Ok(sealed)
+        Ok(())
     }
 
     async fn decision_records(

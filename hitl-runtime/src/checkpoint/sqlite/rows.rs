@@ -170,7 +170,7 @@ pub(super) fn append_decisions(
     conn: &Connection,
     thread: &str,
     records: &[DecisionRecord],
-) -> Result<Vec<DecisionEntry>, CheckpointError> {
+) -> Result<(), CheckpointError> {
     let last: Option<(i64, String)> = conn
         .prepare_cached(
             "SELECT seq, hash FROM hitl_decisions WHERE thread = ?1 ORDER BY seq DESC LIMIT 1",
@@ -198,7 +198,7 @@ pub(super) fn append_decisions(
             ])
             .map_err(backend)?;
     }
-    Ok(sealed)
+    Ok(())
 }
 
 /// The decision records a query selects, in chain order per thread.
