@@ -226,16 +226,27 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
-    /// The error for stored JSON that does not decode: `what` in `thread`.
-    pub(crate) fn decoding(
-        thread: &str,
-        what: impl Into<String>,
-    ) -> impl FnOnce(serde_json::Error) -> CheckpointError {
-        let thread = thread.to_owned();
-        let what = what.into();
+    /// The error for stored JSON that does not decode: `what` in `thread`. Nothing is
+    /// allocated unless it is called (it sits on every decode of the run loop).
+    pub(crate) fn decoding<'a, W: Into<String> + 'a>(
+        thread: &'a str,
+        what: W,
+    ) -> impl FnOnce(serde_json::Error) -> CheckpointError + 'a {
         move |source| CheckpointError::Decode {
-            thread,
-            what,
+            thread: thread.to_owned(),
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// [`decoding`](Self::decoding), with the description made only on an error.
+    pub(crate) fn decoding_with<'a>(
+        thread: &'a str,
+        what: impl FnOnce() -> String + 'a,
+    ) -> impl FnOnce(serde_json::Error) -> CheckpointError + 'a {
+        move |source| CheckpointError::Decode {
+            thread: thread.to_owned(),
+            what: what(),
             source,
         }
     }

@@ -266,6 +266,39 @@ pub trait ResumeKind: Send + Sync + 'static {
         let _ = (payload, answer);
         Vote::Decides
     }
+
+    /// Plumbing for the kinds this crate registers: they judge answers reading the
+    /// stored payload in place, without decoding it into a [`Value`]. Not for other
+    /// implementations (no semver guarantees).
+    #[doc(hidden)]
+    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
+        None
+    }
+}
+
+/// A kind that judges an answer in one pass over the stored payload's JSON text:
+/// [`ResumeKind::binding`], [`ResumeKind::normalize`], [`ResumeKind::check`] and, when
+/// the answer counts toward a quorum, [`ResumeKind::vote`]. Plumbing (reached through
+/// `hitl_runtime::__private`): no semver guarantees.
+#[doc(hidden)]
+pub trait InPlaceKind: Send + Sync {
+    /// The answer as it is stored (normalized) and how it counts, or why it is refused.
+    fn judge(
+        &self,
+        payload: &serde_json::value::RawValue,
+        answer: Value,
+        counts: bool,
+    ) -> Result<(Value, Vote), Refusal>;
+}
+
+/// Why [`InPlaceKind::judge`] refused an answer.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Refusal {
+    /// What the interrupt reviews changed since it was raised.
+    Changed(PolicyChange),
+    /// The answer's problems, one per line.
+    Invalid(Vec<String>),
 }
 
 /// How an answer counts toward an interrupt's quorum ([`ResumeKind::vote`]).

@@ -13,6 +13,7 @@ pub use serde_json::Value;
 pub use crate::error::ReducerError;
 pub use crate::governance::GovernanceSpec;
 pub use crate::graph::NodeOutput;
+pub use crate::interrupt::{InPlaceKind, Refusal};
 pub use crate::policy::{
     AllowsApprove, AllowsEdit, AllowsReject, AllowsRespond, Decision, DecisionSet, DecisionType,
     InterruptPolicy, PolicyMap,

@@ -141,7 +141,7 @@ impl StepBlobs {
     /// step appended, chained to the parent's version, until the deltas since the last
     /// snapshot outgrow it; then they store a new full snapshot.
     pub(crate) fn finish<S: State>(
-        self,
+        mut self,
         parent: Option<&Checkpoint>,
         state: &S,
         written: ChannelMask,
@@ -160,14 +160,13 @@ impl StepBlobs {
             // The parent's name, shared; a first checkpoint allocates it.
             let name: Arc<str> =
                 previous.map_or_else(|| Arc::from(spec.name), |p| p.channel.clone());
-            let delta_data = self.deltas[index].as_ref();
+            let delta_data = self.deltas[index].take();
             match (spec.reducer.is_delta(), previous, delta_data) {
-                (true, Some(prev), Some(delta)) if prev.delta.is_some() => {
+                (true, Some(prev), Some(mut data)) if prev.delta.is_some() => {
                     let chain = prev.delta.expect("checked");
-                    let delta_len = delta.len() as u64 + 1;
+                    let delta_len = data.len() as u64 + 1;
                     let threshold = chain.snapshot_bytes.max(MIN_SNAPSHOT_THRESHOLD);
                     if chain.delta_bytes + delta_len <= threshold {
-                        let mut data = delta.clone();
                         data.push(']');
                         blobs.push(Blob {
                             channel: name.clone(),

@@ -596,9 +596,9 @@ pub(crate) fn unanswered_interrupts(
     head: &dyn std::fmt::Display,
     writes: &[PendingWrite],
 ) -> Result<Vec<InterruptId>, CheckpointError> {
-    let records = pending::collect(writes).map_err(CheckpointError::decoding(
-        thread,
-        format!("pending writes of checkpoint {head}"),
-    ))?;
+    let records = pending::collect(writes)
+        .map_err(CheckpointError::decoding_with(thread, || {
+            format!("pending writes of checkpoint {head}")
+        }))?;
     Ok(records.pending.iter().map(|(_, id)| *id).collect())
 }

@@ -29,11 +29,11 @@ pub(crate) struct ErrorPayload {
     pub(crate) message: String,
 }
 
-/// One resume answer.
+/// One resume answer (written from a borrowed value, read as an owned one).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ResumePayload {
+pub(crate) struct ResumePayload<V = Value> {
     pub(crate) interrupt: InterruptId,
-    pub(crate) value: Value,
+    pub(crate) value: V,
 }
 
 /// One reviewer's approval of an interrupt that needs several.
@@ -172,7 +172,8 @@ pub(crate) struct Collected {
     pub(crate) errors: HashMap<TaskId, String>,
     /// Interrupts raised per task (the last write of each task).
     pub(crate) interrupts: Vec<(TaskId, Vec<Record>)>,
-    pub(crate) answers: HashMap<InterruptId, Value>,
+    /// Shared with the run's tasks (see `RunShared`).
+    pub(crate) answers: Arc<HashMap<InterruptId, Value>>,
     /// Who approved interrupts that need several approvals, in the order stored.
     pub(crate) approvals: HashMap<InterruptId, Vec<String>>,
     pub(crate) resume_counts: HashMap<TaskId, usize>,
@@ -246,6 +247,7 @@ impl Collected {
 /// Decodes a checkpoint's pending writes.
 pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::Error> {
     let mut c = Collected::default();
+    let mut answers = HashMap::new();
     let mut commands: Vec<(i32, CommandPayload)> = Vec::new();
     for w in writes {
         let raw = w.value.get();
@@ -271,7 +273,7 @@ pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::
             }
             WriteKind::Resume => {
                 let r: ResumePayload = serde_json::from_str(raw)?;
-                c.answers.insert(r.interrupt, r.value);
+                answers.insert(r.interrupt, r.value);
                 *c.resume_counts.entry(w.task_id).or_default() += 1;
             }
             WriteKind::Command => commands.push((w.idx, serde_json::from_str(raw)?)),
@@ -281,6 +283,7 @@ pub(crate) fn collect(writes: &[PendingWrite]) -> Result<Collected, serde_json::
             }
         }
     }
+    c.answers = Arc::new(answers);
     commands.sort_by_key(|(idx, _)| *idx);
     c.commands = commands.into_iter().map(|(_, p)| p).collect();
     for (task, list) in &c.interrupts {

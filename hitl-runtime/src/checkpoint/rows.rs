@@ -140,10 +140,10 @@ pub(crate) fn write_row(
         .map_err(|_| corrupt(thread, format!("pending write with task id `{task}`")))?;
     let kind = WriteKind::parse(kind)
         .ok_or_else(|| corrupt(thread, format!("pending write of unknown kind `{kind}`")))?;
-    let value = RawValue::from_string(value).map_err(CheckpointError::decoding(
-        thread,
-        format!("a pending write of task {task_id}"),
-    ))?;
+    let value = RawValue::from_string(value)
+        .map_err(CheckpointError::decoding_with(thread, || {
+            format!("a pending write of task {task_id}")
+        }))?;
     Ok(PendingWrite {
         task_id,
         idx,
@@ -183,10 +183,10 @@ pub(crate) fn blob_row(
             ));
         }
     };
-    let data = RawValue::from_string(data).map_err(CheckpointError::decoding(
-        thread,
-        format!("channel `{channel}` at version {version}"),
-    ))?;
+    let data = RawValue::from_string(data)
+        .map_err(CheckpointError::decoding_with(thread, || {
+            format!("channel `{channel}` at version {version}")
+        }))?;
     Ok(Blob {
         channel: channel.into(),
         version,

@@ -44,7 +44,7 @@ pub(crate) type ContextSink = Arc<dyn Fn(ContextEvent) + Send + Sync>;
 pub(crate) struct RunShared {
     pub(crate) thread: Arc<str>,
     pub(crate) saver: Arc<dyn Checkpointer>,
-    pub(crate) answers: HashMap<InterruptId, Value>,
+    pub(crate) answers: Arc<HashMap<InterruptId, Value>>,
     /// The head's interrupts still waiting for an answer, as stored.
     pub(crate) waiting: HashMap<InterruptId, PendingInterrupt>,
     pub(crate) reviewer: Option<crate::governance::Reviewer>,

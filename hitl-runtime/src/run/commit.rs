@@ -75,26 +75,22 @@ pub(super) fn decode_update<S: State>(
     Ok((update, pieces))
 }
 
-/// The JSON object of an encoded update.
+/// The JSON object of an encoded update. The pieces are valid JSON already, so they
+/// are written as they are (not parsed again).
 pub(super) fn assemble<S: State>(pieces: &Pieces) -> Box<RawValue> {
-    let channels = S::channels();
-    let len = pieces
-        .iter()
-        .map(|(ch, raw)| channels[*ch].name.len() + raw.get().len() + 4)
-        .sum::<usize>();
-    let mut json = String::with_capacity(len + 2);
-    json.push('{');
-    for (ch, raw) in pieces {
-        if json.len() > 1 {
-            json.push(',');
+    struct Object<'a>(&'a Pieces, &'static [crate::state::plumbing::ChannelSpec]);
+    impl serde::Serialize for Object<'_> {
+        fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (ch, raw) in self.0 {
+                map.serialize_entry(self.1[*ch].name, &**raw)?;
+            }
+            map.end()
         }
-        json.push('"');
-        json.push_str(channels[*ch].name);
-        json.push_str("\":");
-        json.push_str(raw.get());
     }
-    json.push('}');
-    RawValue::from_string(json).expect("concatenated valid JSON is valid JSON")
+    serde_json::value::to_raw_value(&Object(pieces, S::channels()))
+        .expect("raw JSON pieces serialize")
 }
 
 /// A checkpoint made by [`Draft::finish`]: the record, its state, and the blobs of the
@@ -223,7 +219,7 @@ impl<S: State> Draft<S> {
     /// deltas of delta channels.
     pub(super) fn apply(
         &mut self,
-        writer: &str,
+        writer: &Arc<str>,
         update: S::Update,
         pieces: &Pieces,
     ) -> Result<(), RunError> {
@@ -233,7 +229,7 @@ impl<S: State> Draft<S> {
                 self.blobs.push_delta(*ch, raw);
             }
         }
-        self.writes.set_writer(writer);
+        self.writes.set_writer(writer.clone());
         let state = Arc::make_mut(&mut self.state);
         let writes = &mut self.writes;
         crate::error::catching(

@@ -118,10 +118,11 @@ async fn due_on(
         let Some(record) = collected.record(*id) else {
             continue;
         };
-        let view = record.view().map_err(CheckpointError::decoding(
-            &waiting.thread,
-            format!("interrupt {id}"),
-        ))?;
+        let view = record
+            .view()
+            .map_err(CheckpointError::decoding_with(&waiting.thread, || {
+                format!("interrupt {id}")
+            }))?;
         if let Some(g) = view.governance
             && g.expired_at(now)
             && let Some(answer) = g.on_timeout

@@ -52,10 +52,11 @@ impl<S: State> Runner<S> {
                 Arc::new(materialize(&self.thread, &stored)?)
             }
         };
-        let collected = pending::collect(&stored.writes).map_err(CheckpointError::decoding(
-            &self.thread,
-            format!("pending writes of checkpoint {}", stored.checkpoint.id),
-        ))?;
+        let collected =
+            pending::collect(&stored.writes)
+                .map_err(CheckpointError::decoding_with(&self.thread, || {
+                    format!("pending writes of checkpoint {}", stored.checkpoint.id)
+                }))?;
         Ok(Some(Current {
             checkpoint: stored.checkpoint,
             state,

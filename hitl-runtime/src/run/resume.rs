@@ -3,8 +3,10 @@
 //! pending writes on the head. Nothing is stored unless everything is valid.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::commit::{assemble, encode_given};
 use super::step::{Current, Runner};
@@ -16,7 +18,7 @@ use crate::error::{ResumeError, RunError};
 use crate::governance::DecidedBy;
 use crate::graph::{Command, Resume};
 use crate::ids::{CheckpointId, InterruptId, TaskId};
-use crate::interrupt::{ResumeValidator, Vote};
+use crate::interrupt::{Refusal, ResumeKind, ResumeValidator, Vote};
 use crate::state::State;
 
 /// An answer accepted for storage.
@@ -126,10 +128,10 @@ impl<S: State> Runner<S> {
                     WriteKind::Resume,
                     &ResumePayload {
                         interrupt: id,
-                        value: value.clone(),
+                        value: &value,
                     },
                 ));
-                collected.answers.insert(id, value);
+                Arc::make_mut(&mut collected.answers).insert(id, value);
                 records.push(record);
             }
             let answers = &collected.answers;
@@ -157,7 +159,6 @@ impl<S: State> Runner<S> {
         self.saver
             .put_decisions(&self.thread, &self.ns, head.checkpoint.id, writes, records)
             .await?;
-        head.collected.answers.shrink_to_fit();
         Ok(head)
     }
 }
@@ -301,36 +302,24 @@ fn check_answer(
                     id,
                     kind: kind.to_string(),
                 })?;
-        let payload: Value = serde_json::from_str(view.value.get())
-            .map_err(|e| invalid(vec![format!("its stored payload does not decode: {e}")]))?;
-        crate::error::catching(
-            || format!("the binding check of interrupt kind `{kind}`"),
-            || validator.binding(&payload),
-        )
-        .map_err(|e| invalid(vec![e.to_string()]))?
-        .map_err(|c| ResumeError::PolicyChanged {
-            id,
-            tool: c.tool,
-            raised: c.raised,
-            current: c.current,
+        let counts = governance.approvals > 1;
+        let judged = match validator.__in_place() {
+            Some(in_place) => crate::error::catching(
+                || format!("the check of interrupt kind `{kind}`"),
+                || in_place.judge(view.value, value, counts),
+            )
+            .map_err(|e| invalid(vec![e.to_string()]))?,
+            None => judge(&**validator, kind, view.value, value, counts).map_err(invalid)?,
+        };
+        (value, vote) = judged.map_err(|refusal| match refusal {
+            Refusal::Changed(c) => ResumeError::PolicyChanged {
+                id,
+                tool: c.tool,
+                raised: c.raised,
+                current: c.current,
+            },
+            Refusal::Invalid(problems) => invalid(problems),
         })?;
-        let normalized = crate::error::catching(
-            || format!("the normalization of interrupt kind `{kind}`"),
-            || validator.normalize(&payload, &value),
-        )
-        .map_err(|e| invalid(vec![e.to_string()]))?;
-        if let Some(normalized) = normalized {
-            value = normalized;
-        }
-        crate::error::catching(
-            || format!("the check of interrupt kind `{kind}`"),
-            || validator.check(&payload, &value),
-        )
-        .map_err(|e| invalid(vec![e.to_string()]))?
-        .map_err(invalid)?;
-        if governance.approvals > 1 {
-            vote = validator.vote(&payload, &value);
-        }
     }
     // A kind that derives the schema left it out; its check covers it.
     if let Some(schema) = view.resume_schema {
@@ -381,4 +370,45 @@ fn check_answer(
         policy_digest: governance.policy_digest,
     };
     Ok((value, record))
+}
+
+/// What a kind without an in-place judge says of an answer: the stored payload decoded
+/// into a `Value`, then its binding, normalization, check and (if the answer counts
+/// toward a quorum) vote, each guarded against panics. `Err`: a stored payload that
+/// does not decode, or a panic.
+fn judge(
+    validator: &dyn ResumeKind,
+    kind: &str,
+    payload: &RawValue,
+    mut value: Value,
+    counts: bool,
+) -> Result<Result<(Value, Vote), Refusal>, Vec<String>> {
+    let payload: Value = serde_json::from_str(payload.get())
+        .map_err(|e| vec![format!("its stored payload does not decode: {e}")])?;
+    let guarded = |what: &str| format!("the {what} of interrupt kind `{kind}`");
+    let binding =
+        crate::error::catching(|| guarded("binding check"), || validator.binding(&payload))
+            .map_err(|e| vec![e.to_string()])?;
+    if let Err(change) = binding {
+        return Ok(Err(Refusal::Changed(change)));
+    }
+    let normalized = crate::error::catching(
+        || guarded("normalization"),
+        || validator.normalize(&payload, &value),
+    )
+    .map_err(|e| vec![e.to_string()])?;
+    if let Some(normalized) = normalized {
+        value = normalized;
+    }
+    let checked = crate::error::catching(|| guarded("check"), || validator.check(&payload, &value))
+        .map_err(|e| vec![e.to_string()])?;
+    if let Err(problems) = checked {
+        return Ok(Err(Refusal::Invalid(problems)));
+    }
+    let vote = if counts {
+        validator.vote(&payload, &value)
+    } else {
+        Vote::Decides
+    };
+    Ok(Ok((value, vote)))
 }

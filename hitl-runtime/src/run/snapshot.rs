@@ -62,10 +62,9 @@ pub(super) fn snapshot_of<S: State>(
         } else {
             collected.raised_by(id, &graph.validators)
         }
-        .map_err(CheckpointError::decoding(
-            thread,
-            format!("the interrupts of task {id}"),
-        ))?;
+        .map_err(CheckpointError::decoding_with(thread, || {
+            format!("the interrupts of task {id}")
+        }))?;
         tasks.push(TaskInfo {
             id,
             name: spec.node.to_string(),
@@ -125,10 +124,10 @@ pub(super) fn snapshot_from_stored<S: State>(
     is_head: bool,
 ) -> Result<StateSnapshot<S>, RunError> {
     let state = Arc::new(materialize::<S>(thread, &stored)?);
-    let collected = pending::collect(&stored.writes).map_err(CheckpointError::decoding(
-        thread,
-        format!("pending writes of checkpoint {}", stored.checkpoint.id),
-    ))?;
+    let collected = pending::collect(&stored.writes)
+        .map_err(CheckpointError::decoding_with(thread, || {
+            format!("pending writes of checkpoint {}", stored.checkpoint.id)
+        }))?;
     snapshot_of(
         graph,
         thread,

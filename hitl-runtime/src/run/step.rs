@@ -479,7 +479,7 @@ impl<S: State> Runner<S> {
                     &self.thread,
                     "a command's update",
                 ))?;
-                draft.apply("command", u, &pieces)?;
+                draft.apply(&Arc::from("command"), u, &pieces)?;
             }
         }
         let mut ran: Vec<(usize, Vec<TaskSpec>)> = Vec::with_capacity(planned.len());
@@ -575,7 +575,7 @@ impl<S: State> Runner<S> {
         let base = base.map(|c| (c.checkpoint, c.state));
         let expected_head = base.as_ref().map(|(c, _)| c.id);
         let mut draft = Draft::input(base);
-        draft.apply("input", update, &pieces)?;
+        draft.apply(&Arc::from("input"), update, &pieces)?;
         let next = match next {
             Some(n) => n,
             None => self.graph.topology.entry(draft.state())?,

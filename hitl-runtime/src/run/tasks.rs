@@ -88,11 +88,11 @@ impl<S: State> Runner<S> {
                 Some(result) => {
                     let (update, pieces) = match &result.update {
                         Some(raw) => {
-                            let (u, p) =
-                                decode_update::<S>(raw).map_err(CheckpointError::decoding(
-                                    &self.thread,
-                                    format!("stored result of task {id}"),
-                                ))?;
+                            let (u, p) = decode_update::<S>(raw).map_err(
+                                CheckpointError::decoding_with(&self.thread, || {
+                                    format!("stored result of task {id}")
+                                }),
+                            )?;
                             (Some(u), p)
                         }
                         None => (None, Vec::new()),

@@ -85,9 +85,9 @@ async fn write_update<S: State>(
     let pieces = encode_given::<S>("update_state", &mut update)?;
     let mut draft = Draft::update(base.checkpoint, base.state, head_id);
     let writer = match as_node {
-        Writer::Node(n) => graph.topology.name(n).to_string(),
-        Writer::Caller => "update_state".to_owned(),
-        Writer::End => "__end__".to_owned(),
+        Writer::Node(n) => graph.topology.name(n).clone(),
+        Writer::Caller => Arc::from("update_state"),
+        Writer::End => Arc::from("__end__"),
     };
     draft.apply(&writer, update, &pieces)?;
     let next = match as_node {

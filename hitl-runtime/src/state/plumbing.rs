@@ -4,6 +4,8 @@
 //! Not part of the public API: no semver guarantees. Generated code reaches it through
 //! `hitl_runtime::__private`.
 
+use std::sync::Arc;
+
 use crate::error::ReducerError;
 
 /// How writes to a channel combine.
@@ -77,8 +79,8 @@ impl ChannelMask {
 pub struct StepWrites {
     channels: &'static [ChannelSpec],
     written: ChannelMask,
-    writer: Option<String>,
-    writers: Vec<Option<String>>,
+    writer: Option<Arc<str>>,
+    writers: Vec<Option<Arc<str>>>,
 }
 
 impl StepWrites {
@@ -93,7 +95,7 @@ impl StepWrites {
     }
 
     /// Names the writer of the next updates (a node name), for error messages.
-    pub fn set_writer(&mut self, writer: impl Into<String>) {
+    pub fn set_writer(&mut self, writer: impl Into<Arc<str>>) {
         self.writer = Some(writer.into());
     }
 
@@ -104,9 +106,10 @@ impl StepWrites {
             return Err(ReducerError::ConcurrentWrite {
                 channel: spec.name,
                 first: self.writers[channel]
-                    .clone()
-                    .unwrap_or_else(|| "input".into()),
-                second: self.writer.clone().unwrap_or_else(|| "input".into()),
+                    .as_deref()
+                    .unwrap_or("input")
+                    .to_owned(),
+                second: self.writer.as_deref().unwrap_or("input").to_owned(),
             });
         }
         self.written.insert(channel);

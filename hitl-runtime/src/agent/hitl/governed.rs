@@ -13,7 +13,7 @@ impl HumanInTheLoop {
     pub(super) fn governance(
         &self,
         reviewed: &[(&ToolCall, &InterruptPolicy)],
-        configs: &[ReviewConfig],
+        configs: &[&ReviewConfig],
         now: u64,
     ) -> (GovernanceSpec, Option<Vec<Decision>>) {
         let expires = reviewed.iter().filter_map(|(_, p)| p.expiry()).min();

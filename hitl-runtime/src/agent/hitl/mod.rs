@@ -146,6 +146,35 @@ impl crate::Interrupt for ToolApprovalRequest {
     }
 }
 
+impl ActionRequest {
+    /// The JSON of the request, built from its parts (the same as serializing it).
+    fn into_json(self) -> Value {
+        let mut object = serde_json::Map::new();
+        object.insert("name".into(), Value::String(self.name));
+        object.insert("args".into(), self.args);
+        object.insert("description".into(), Value::String(self.description));
+        Value::Object(object)
+    }
+}
+
+impl HitlRequest {
+    /// The JSON of a request from the JSON of its parts (the same as serializing it).
+    fn json_of(action_requests: Vec<Value>, review_configs: Vec<Value>) -> Value {
+        let mut object = serde_json::Map::new();
+        object.insert("action_requests".into(), Value::Array(action_requests));
+        object.insert("review_configs".into(), Value::Array(review_configs));
+        Value::Object(object)
+    }
+}
+
+/// A reviewed tool's review config and its JSON, both built once: a review without a
+/// deadline puts the JSON in its request as it is.
+#[derive(Debug, Clone)]
+struct Configured {
+    config: ReviewConfig,
+    json: Value,
+}
+
 /// A reviewed call that may run: exactly the action a reviewer approved (the model's
 /// call as shown) or wrote (an edit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,7 +212,7 @@ pub struct HumanInTheLoop {
     overrides: Option<PolicyMap>,
     policies: HashMap<String, InterruptPolicy>,
     /// Per reviewed tool: its review config, built once.
-    configs: HashMap<String, ReviewConfig>,
+    configs: HashMap<String, Configured>,
     /// The agent's tools (their decoders check edits).
     tools: ToolSet,
     description_prefix: String,
@@ -460,7 +489,11 @@ impl Middleware for HumanInTheLoop {
                     },
                 };
                 digests.insert(name.to_owned(), digest);
-                self.configs.insert(name.to_owned(), config);
+                let json = serde_json::to_value(&config).map_err(|e| {
+                    format!("the review config of `{name}` does not serialize: {e}")
+                })?;
+                self.configs
+                    .insert(name.to_owned(), Configured { config, json });
                 self.policies.insert(name.to_owned(), policy);
             }
         }
@@ -491,41 +524,52 @@ impl Middleware for HumanInTheLoop {
         // Built only the first time: a resumed run gets its answer without it.
         let request = || {
             let now = crate::ids::now_ms();
-            let mut request = HitlRequest {
-                action_requests: reviewed
-                    .iter()
-                    .map(|(c, p)| ActionRequest {
+            let entries: Vec<&Configured> = reviewed
+                .iter()
+                .map(|(c, _)| &self.configs[&c.name])
+                .collect();
+            let configs: Vec<&ReviewConfig> = entries.iter().map(|e| &e.config).collect();
+            let (mut governance, timeouts) = self.governance(&reviewed, &configs, now);
+            let review_configs: Vec<Value> = match (governance.expires, timeouts) {
+                (Some(expires), Some(timeouts)) => {
+                    // Each config carries this review's deadline and timeout decision.
+                    let at = now.saturating_add(expires.as_millis() as u64);
+                    let stamped = configs
+                        .iter()
+                        .zip(&timeouts)
+                        .map(|(config, decision)| {
+                            let mut config = (*config).clone();
+                            config.rules.expires_at = Some(at);
+                            config.rules.on_timeout = Some(decision.clone());
+                            serde_json::to_value(config)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("the review request does not serialize: {e}"))?;
+                    governance.on_timeout = Some(
+                        serde_json::to_value(HitlResponse::from(timeouts))
+                            .map_err(|e| format!("the timeout decisions do not serialize: {e}"))?,
+                    );
+                    stamped
+                }
+                _ => entries.iter().map(|e| e.json.clone()).collect(),
+            };
+            let action_requests = reviewed
+                .iter()
+                .map(|(c, p)| {
+                    ActionRequest {
                         name: c.name.clone(),
                         args: c.args.clone(),
                         description: self.describe(c, p),
-                    })
-                    .collect(),
-                review_configs: reviewed
-                    .iter()
-                    .map(|(c, _)| self.configs[&c.name].clone())
-                    .collect(),
-            };
-            let (mut governance, timeouts) =
-                self.governance(&reviewed, &request.review_configs, now);
-            if let (Some(expires), Some(timeouts)) = (governance.expires, timeouts) {
-                let at = now.saturating_add(expires.as_millis() as u64);
-                for (config, decision) in request.review_configs.iter_mut().zip(&timeouts) {
-                    config.rules.expires_at = Some(at);
-                    config.rules.on_timeout = Some(decision.clone());
-                }
-                governance.on_timeout = Some(
-                    serde_json::to_value(HitlResponse::from(timeouts))
-                        .map_err(|e| format!("the timeout decisions do not serialize: {e}"))?,
-                );
-            }
-            let offers: Vec<Offer> = request
-                .review_configs
+                    }
+                    .into_json()
+                })
+                .collect();
+            let offers: Vec<Offer> = configs
                 .iter()
                 .map(|c| (c.action_name.clone(), c.allowed_decisions.clone()))
                 .collect();
             Ok(InterruptRequest {
-                value: serde_json::to_value(&request)
-                    .map_err(|e| format!("the review request does not serialize: {e}"))?,
+                value: HitlRequest::json_of(action_requests, review_configs),
                 resume_schema: Some(review_schema(offers, true)),
                 kind: Some(BATCHED_KIND.into()),
                 payload_type: Some(BATCHED_KIND.into()),
@@ -616,7 +660,7 @@ impl Middleware for HumanInTheLoop {
             return next.run(request).await;
         };
         let now = crate::ids::now_ms();
-        let config = self.configs.get(&request.call.name).cloned();
+        let config = self.configs.get(&request.call.name).map(|c| &c.config);
         let (mut governance, timeouts) =
             self.governance(&[(&request.call, policy)], config.as_slice(), now);
         let mut approval = ToolApprovalRequest {

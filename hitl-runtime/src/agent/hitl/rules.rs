@@ -2,14 +2,15 @@
 //! from which both the published resume schema and the checks on every resume are
 //! made, and the interrupt kinds that apply them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::ToolApprovalRequest;
-use crate::interrupt::{PolicyChange, ResumeKind, Vote};
+use crate::interrupt::{InPlaceKind, PolicyChange, Refusal, ResumeKind, Vote};
 use crate::policy::DecisionType;
 use crate::tool::{ToolError, ToolSet};
 
@@ -132,8 +133,6 @@ pub(super) fn review_schema(offers: Vec<Offer>, batched: bool) -> Arc<Value> {
 struct Offered {
     action_name: String,
     allowed_decisions: Vec<DecisionType>,
-    #[serde(default)]
-    policy_digest: Option<String>,
 }
 
 /// Decides whether a review raised under another version of a tool's policy may still
@@ -198,6 +197,76 @@ struct Typed {
     kind: DecisionType,
 }
 
+/// How a batched answer counts toward a quorum.
+fn batched_vote(answer: &Value) -> Vote {
+    #[derive(Deserialize)]
+    struct Decisions {
+        decisions: Vec<Typed>,
+    }
+    match Decisions::deserialize(answer) {
+        Ok(d) => vote_of(d.decisions.into_iter().map(|t| t.kind)),
+        Err(_) => Vote::Decides,
+    }
+}
+
+/// How a per-call answer counts toward a quorum.
+fn per_call_vote(answer: &Value) -> Vote {
+    match Typed::deserialize(answer) {
+        Ok(t) => vote_of([t.kind]),
+        Err(_) => Vote::Decides,
+    }
+}
+
+/// What a stored review config offers for one call, borrowed from its JSON text: the
+/// tool, the decisions allowed, the digest it is bound to, and the argument schema
+/// (left as text; it is read only to check an edit).
+#[derive(Deserialize)]
+struct OfferView<'a> {
+    #[serde(borrow)]
+    action_name: Cow<'a, str>,
+    allowed_decisions: Vec<DecisionType>,
+    #[serde(default, borrow)]
+    args_schema: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    policy_digest: Option<Cow<'a, str>>,
+}
+
+/// A stored per-call review ([`super::ToolApprovalRequest`]), likewise.
+#[derive(Deserialize)]
+struct PerCallView<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    allowed_decisions: Vec<DecisionType>,
+    #[serde(default, borrow)]
+    args_schema: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    policy_digest: Option<Cow<'a, str>>,
+}
+
+/// A stored batched review, borrowed from its JSON text.
+#[derive(Deserialize)]
+struct BatchedView<'a> {
+    #[serde(borrow)]
+    review_configs: Vec<OfferView<'a>>,
+}
+
+/// The payload as JSON text, for the kinds' `Value` entry points (used by callers
+/// holding a decoded payload; resumes read the stored text in place).
+fn as_raw(payload: &Value) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(payload)
+        .map_err(|e| format!("the interrupt payload does not serialize: {e}"))
+}
+
+fn batched_view(payload: &RawValue) -> Result<BatchedView<'_>, String> {
+    serde_json::from_str(payload.get())
+        .map_err(|e| format!("the interrupt is not a review request: {e}"))
+}
+
+fn per_call_view(payload: &RawValue) -> Result<PerCallView<'_>, String> {
+    serde_json::from_str(payload.get())
+        .map_err(|e| format!("the interrupt is not a tool approval request: {e}"))
+}
+
 /// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
 /// from the review configs, so it is not stored with each interrupt.
 pub(super) struct BatchedKind {
@@ -206,36 +275,71 @@ pub(super) struct BatchedKind {
     pub(super) bindings: Arc<Bindings>,
 }
 
+impl BatchedKind {
+    fn binding_of(&self, view: &BatchedView<'_>) -> Result<(), PolicyChange> {
+        self.bindings.check(
+            view.review_configs
+                .iter()
+                .map(|c| (c.action_name.as_ref(), c.policy_digest.as_deref())),
+        )
+    }
+
+    /// Agent Inbox's `HumanResponse` list, translated per policy (see `inbox`).
+    fn normalize_in(view: &BatchedView<'_>, answer: &Value) -> Option<Value> {
+        let responses = super::inbox::human_responses(answer)?;
+        let allowed: Vec<Vec<DecisionType>> = view
+            .review_configs
+            .iter()
+            .map(|c| c.allowed_decisions.clone())
+            .collect();
+        super::inbox::translate(&allowed, responses)
+    }
+}
+
+impl InPlaceKind for BatchedKind {
+    fn judge(
+        &self,
+        payload: &RawValue,
+        mut answer: Value,
+        counts: bool,
+    ) -> Result<(Value, Vote), Refusal> {
+        // The binding is checked on whatever the payload holds (a payload that is not a
+        // review request is refused by the check below).
+        let view = batched_view(payload);
+        if let Ok(view) = &view {
+            self.binding_of(view).map_err(Refusal::Changed)?;
+            if let Some(normalized) = Self::normalize_in(view, &answer) {
+                answer = normalized;
+            }
+        }
+        let view = view.map_err(|e| Refusal::Invalid(vec![e]))?;
+        check_batched(&self.tools, &view, &answer).map_err(Refusal::Invalid)?;
+        let vote = if counts {
+            batched_vote(&answer)
+        } else {
+            Vote::Decides
+        };
+        Ok((answer, vote))
+    }
+}
+
 impl ResumeKind for BatchedKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
         validate_batched(&self.tools, payload, answer)
     }
 
     fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
-        #[derive(Deserialize)]
-        struct Configs {
-            review_configs: Vec<Offered>,
-        }
-        let Ok(configs) = Configs::deserialize(payload) else {
+        let Ok(raw) = as_raw(payload) else {
             return Ok(());
         };
-        self.bindings.check(
-            configs
-                .review_configs
-                .iter()
-                .map(|c| (c.action_name.as_str(), c.policy_digest.as_deref())),
-        )
+        match batched_view(&raw) {
+            Ok(view) => self.binding_of(&view),
+            Err(_) => Ok(()),
+        }
     }
 
     fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
-        #[derive(Deserialize)]
-        struct Decisions {
-            decisions: Vec<Typed>,
-        }
-        match Decisions::deserialize(answer) {
-            Ok(d) => vote_of(d.decisions.into_iter().map(|t| t.kind)),
-            Err(_) => Vote::Decides,
-        }
+        batched_vote(answer)
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
@@ -252,20 +356,13 @@ impl ResumeKind for BatchedKind {
         Some(review_schema(offers, true))
     }
 
-    /// Agent Inbox's `HumanResponse` list, translated per policy (see `inbox`).
     fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
-        let responses = super::inbox::human_responses(answer)?;
-        #[derive(Deserialize)]
-        struct Configs {
-            review_configs: Vec<Offered>,
-        }
-        let configs = Configs::deserialize(payload).ok()?;
-        let allowed: Vec<Vec<DecisionType>> = configs
-            .review_configs
-            .into_iter()
-            .map(|c| c.allowed_decisions)
-            .collect();
-        super::inbox::translate(&allowed, responses)
+        let raw = as_raw(payload).ok()?;
+        Self::normalize_in(&batched_view(&raw).ok()?, answer)
+    }
+
+    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
+        Some(self)
     }
 }
 
@@ -276,31 +373,66 @@ pub(super) struct PerCallKind {
     pub(super) bindings: Arc<Bindings>,
 }
 
+impl PerCallKind {
+    fn binding_of(&self, view: &PerCallView<'_>) -> Result<(), PolicyChange> {
+        self.bindings
+            .check([(view.name.as_ref(), view.policy_digest.as_deref())])
+    }
+
+    /// Agent Inbox's `HumanResponse` (alone or in a one-item list), translated per
+    /// policy (see `inbox`).
+    fn normalize_in(view: &PerCallView<'_>, answer: &Value) -> Option<Value> {
+        let responses = super::inbox::human_responses(answer)?;
+        let mut translated = super::inbox::translate(&[view.allowed_decisions.clone()], responses)?;
+        match translated["decisions"].as_array_mut()?.as_mut_slice() {
+            [one] => Some(one.take()),
+            _ => None,
+        }
+    }
+}
+
+impl InPlaceKind for PerCallKind {
+    fn judge(
+        &self,
+        payload: &RawValue,
+        mut answer: Value,
+        counts: bool,
+    ) -> Result<(Value, Vote), Refusal> {
+        let view = per_call_view(payload);
+        if let Ok(view) = &view {
+            self.binding_of(view).map_err(Refusal::Changed)?;
+            if let Some(normalized) = Self::normalize_in(view, &answer) {
+                answer = normalized;
+            }
+        }
+        let view = view.map_err(|e| Refusal::Invalid(vec![e]))?;
+        check_per_call(&self.tools, &view, &answer).map_err(Refusal::Invalid)?;
+        let vote = if counts {
+            per_call_vote(&answer)
+        } else {
+            Vote::Decides
+        };
+        Ok((answer, vote))
+    }
+}
+
 impl ResumeKind for PerCallKind {
     fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
         validate_per_call(&self.tools, payload, answer)
     }
 
     fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
-        #[derive(Deserialize)]
-        struct Request {
-            name: String,
-            #[serde(default)]
-            policy_digest: Option<String>,
-        }
-        match Request::deserialize(payload) {
-            Ok(r) => self
-                .bindings
-                .check([(r.name.as_str(), r.policy_digest.as_deref())]),
+        let Ok(raw) = as_raw(payload) else {
+            return Ok(());
+        };
+        match per_call_view(&raw) {
+            Ok(view) => self.binding_of(&view),
             Err(_) => Ok(()),
         }
     }
 
     fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
-        match Typed::deserialize(answer) {
-            Ok(t) => vote_of([t.kind]),
-            Err(_) => Vote::Decides,
-        }
+        per_call_vote(answer)
     }
 
     fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
@@ -316,20 +448,13 @@ impl ResumeKind for PerCallKind {
         ))
     }
 
-    /// Agent Inbox's `HumanResponse` (alone or in a one-item list), translated per
-    /// policy (see `inbox`).
     fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
-        let responses = super::inbox::human_responses(answer)?;
-        #[derive(Deserialize)]
-        struct Request {
-            allowed_decisions: Vec<DecisionType>,
-        }
-        let request = Request::deserialize(payload).ok()?;
-        let mut translated = super::inbox::translate(&[request.allowed_decisions], responses)?;
-        match translated["decisions"].as_array_mut()?.as_mut_slice() {
-            [one] => Some(one.take()),
-            _ => None,
-        }
+        let raw = as_raw(payload).ok()?;
+        Self::normalize_in(&per_call_view(&raw).ok()?, answer)
+    }
+
+    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
+        Some(self)
     }
 }
 
@@ -360,7 +485,7 @@ fn check_decision(
     decision: &Value,
     name: &str,
     allowed: &[DecisionType],
-    args_schema: Option<&Value>,
+    args_schema: Option<&RawValue>,
 ) -> Vec<String> {
     let at = match index {
         Some(i) => format!("decision {i} (`{name}`)"),
@@ -428,7 +553,7 @@ fn check_edited_action(
     at: &str,
     action: &Value,
     name: &str,
-    args_schema: Option<&Value>,
+    args_schema: Option<&RawValue>,
     problems: &mut Vec<String>,
 ) {
     let Some(action) = action.as_object() else {
@@ -449,7 +574,7 @@ fn check_edited_action(
             if let Err(e) = crate::schema::check_depth(args) {
                 problems.push(format!("{at}: the edited arguments are too deep: {e}"));
             } else if let Some(schema) = args_schema
-                && let Err(errors) = crate::schema::validate(schema, args)
+                && let Err(errors) = crate::schema::validate_raw(schema, args)
             {
                 problems.push(format!(
                     "{at}: the edited arguments do not match the tool's schema: {}",
@@ -476,33 +601,21 @@ fn check_edited_action(
     }
 }
 
+/// Checks a batched answer against the payload's review configs.
 pub(super) fn validate_batched(
     tools: &ToolSet,
     payload: &Value,
     value: &Value,
 ) -> Result<(), Vec<String>> {
-    // The configs' names and decisions, typed and borrowed from the payload; their
-    // argument schemas are read in place (they can be large: no copy per resume).
-    #[derive(Deserialize)]
-    struct Configs<'a> {
-        #[serde(borrow)]
-        review_configs: Vec<Config<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Config<'a> {
-        #[serde(borrow)]
-        action_name: std::borrow::Cow<'a, str>,
-        allowed_decisions: Vec<DecisionType>,
-    }
-    let request = Configs::deserialize(payload)
-        .map_err(|e| vec![format!("the interrupt is not a review request: {e}")])?;
-    let schema_of = |i: usize| {
-        payload
-            .get("review_configs")
-            .and_then(|c| c.get(i))
-            .and_then(|c| c.get("args_schema"))
-            .filter(|s| !s.is_null())
-    };
+    let raw = as_raw(payload).map_err(|e| vec![e])?;
+    check_batched(tools, &batched_view(&raw).map_err(|e| vec![e])?, value)
+}
+
+fn check_batched(
+    tools: &ToolSet,
+    view: &BatchedView<'_>,
+    value: &Value,
+) -> Result<(), Vec<String>> {
     let shape = "expected {\"decisions\": [..]} with one decision per action request";
     let Some(obj) = value.as_object() else {
         return Err(vec![format!("{shape}, got {value}")]);
@@ -518,7 +631,7 @@ pub(super) fn validate_batched(
         .filter(|k| *k != "decisions")
         .map(|k| format!("unexpected field `{k}`: {shape}"))
         .collect();
-    let expected = request.review_configs.len();
+    let expected = view.review_configs.len();
     if decisions.len() != expected {
         problems.push(format!(
             "{} decision{} for {expected} action request{}: give exactly one decision per action request, in order",
@@ -528,14 +641,14 @@ pub(super) fn validate_batched(
         ));
         return Err(problems);
     }
-    for (i, (decision, config)) in decisions.iter().zip(&request.review_configs).enumerate() {
+    for (i, (decision, offer)) in decisions.iter().zip(&view.review_configs).enumerate() {
         problems.extend(check_decision(
             tools,
             Some(i),
             decision,
-            &config.action_name,
-            &config.allowed_decisions,
-            schema_of(i),
+            &offer.action_name,
+            &offer.allowed_decisions,
+            offer.args_schema,
         ));
     }
     if problems.is_empty() {
@@ -545,20 +658,28 @@ pub(super) fn validate_batched(
     }
 }
 
+/// Checks a per-call answer against the payload's request.
 pub(super) fn validate_per_call(
     tools: &ToolSet,
     payload: &Value,
     value: &Value,
 ) -> Result<(), Vec<String>> {
-    let request = ToolApprovalRequest::deserialize(payload)
-        .map_err(|e| vec![format!("the interrupt is not a tool approval request: {e}")])?;
+    let raw = as_raw(payload).map_err(|e| vec![e])?;
+    check_per_call(tools, &per_call_view(&raw).map_err(|e| vec![e])?, value)
+}
+
+fn check_per_call(
+    tools: &ToolSet,
+    view: &PerCallView<'_>,
+    value: &Value,
+) -> Result<(), Vec<String>> {
     let problems = check_decision(
         tools,
         None,
         value,
-        &request.name,
-        &request.allowed_decisions,
-        request.args_schema.as_deref(),
+        &view.name,
+        &view.allowed_decisions,
+        view.args_schema,
     );
     if problems.is_empty() {
         Ok(())

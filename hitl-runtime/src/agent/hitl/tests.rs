@@ -124,3 +124,23 @@ fn default_descriptions_and_reject_texts_are_langchains() {
         "User rejected the tool call for `send_email` with id c1. The tool was not executed."
     ));
 }
+
+#[test]
+fn requests_built_from_parts_are_their_serialization() {
+    let request: HitlRequest = serde_json::from_value(request()).unwrap();
+    let parts = HitlRequest::json_of(
+        request
+            .action_requests
+            .iter()
+            .cloned()
+            .map(ActionRequest::into_json)
+            .collect(),
+        request
+            .review_configs
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect(),
+    );
+    // The interrupt value is this `Value` (its text, stored or sent, follows from it).
+    assert_eq!(parts, serde_json::to_value(&request).unwrap());
+}
