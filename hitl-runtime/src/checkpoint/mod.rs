@@ -542,6 +542,16 @@ pub trait Checkpointer: Send + Sync + std::fmt::Debug + 'static {
     async fn flush(&self) -> Result<(), CheckpointError> {
         Ok(())
     }
+
+    /// Ends a run (or an `update_state`) of `thread`: makes everything written so far
+    /// durable, as [`flush`](Self::flush) does, and gives up `holder`'s lease. The
+    /// lease is given up even when making the writes durable fails. The default calls
+    /// the two; a saver that can do both in one commit overrides it.
+    async fn end_run(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
+        let flushed = self.flush().await;
+        let released = self.release_lease(thread, holder).await;
+        flushed.and(released)
+    }
 }
 
 /// The checkpoints a prune keeps: the head lineage, possibly truncated.

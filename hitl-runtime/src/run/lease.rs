@@ -127,9 +127,10 @@ impl Lease {
         }
     }
 
-    /// Gives the lease up.
-    pub(crate) async fn release(self) -> Result<(), CheckpointError> {
-        self.saver.release_lease(&self.thread, &self.holder).await
+    /// Makes what the run wrote durable and gives the lease up
+    /// ([`Checkpointer::end_run`]).
+    pub(crate) async fn end(self) -> Result<(), CheckpointError> {
+        self.saver.end_run(&self.thread, &self.holder).await
     }
 }
 

@@ -156,12 +156,11 @@ pub(crate) async fn execute<S: State>(
         None => runner.drive(Phase::Start(input)).await,
     };
     // Whatever happened, what was written is durable before the run returns.
-    let flushed = runner.saver.flush().await;
-    let released = match lease {
-        Some(lease) => lease.release().await,
-        None => Ok(()),
+    let ended = match lease {
+        Some(lease) => lease.end().await,
+        None => runner.saver.flush().await,
     };
-    match (result, flushed.and(released)) {
+    match (result, ended) {
         (Ok(out), Ok(())) => Ok(out),
         (Ok(_), Err(e)) => Err(e.into()),
         (Err(e), _) => Err(e),

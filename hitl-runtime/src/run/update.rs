@@ -51,7 +51,8 @@ pub(crate) async fn update_state<S: State>(
     };
     let lease = Lease::acquire(&runner.saver, &thread, graph.run_lease).await?;
     let result = write_update(&runner, cfg, update, as_node).await;
-    lease.release().await?;
+    // What was written is durable before `update_state` returns.
+    lease.end().await?;
     result
 }
 
@@ -103,7 +104,6 @@ async fn write_update<S: State>(
     runner
         .put(&current, blobs, Some(head_id), Vec::new())
         .await?;
-    runner.saver.flush().await?;
     let id = current.checkpoint.id;
     runner.remember(id, current.state);
     Ok(RunConfig::thread(thread.to_string()).at_checkpoint(id))

@@ -383,7 +383,8 @@ impl PerCallKind {
     /// policy (see `inbox`).
     fn normalize_in(view: &PerCallView<'_>, answer: &Value) -> Option<Value> {
         let responses = super::inbox::human_responses(answer)?;
-        let mut translated = super::inbox::translate(&[view.allowed_decisions.clone()], responses)?;
+        let mut translated =
+            super::inbox::translate(std::slice::from_ref(&view.allowed_decisions), responses)?;
         match translated["decisions"].as_array_mut()?.as_mut_slice() {
             [one] => Some(one.take()),
             _ => None,

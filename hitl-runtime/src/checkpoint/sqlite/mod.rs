@@ -3,7 +3,7 @@
 mod rows;
 mod schema;
 
-use rows::{blobs_of, head_of, insert_writes, writes_of};
+use rows::{WriteTx, blobs_of, head_of, insert_writes, writes_of};
 use schema::{MIGRATIONS, migrate};
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{blob_sum, decode_checkpoint, inbox, parse_id, record_sum};
 use super::{
@@ -152,6 +153,14 @@ impl SqliteSaver {
             .map_err(backend)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend)?;
+        // Plans that do not depend on bound values: without this, SQLite re-prepares a
+        // statement whose plan looked at a parameter every time its cached copy is
+        // reused (the cache clears its bindings), which cost a parse per write.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(backend)?;
+        // Room for every statement the saver runs (rusqlite keeps 16 by default, fewer
+        // than a run uses, so they would evict each other and be parsed again).
+        conn.set_prepared_statement_cache_capacity(64);
         let mut conn = conn;
         migrate(&mut conn)?;
         Ok(SqliteSaver {
@@ -189,25 +198,36 @@ impl SqliteSaver {
     /// with `synchronous = FULL` syncs the write-ahead log, and with it every frame
     /// committed before.
     fn sync(&self, conn: &Connection) -> Result<(), CheckpointError> {
+        self.sync_with(conn, |conn| count_sync(conn).map_err(backend))
+            .map(drop)
+    }
+
+    /// Runs `write` (one commit, which must count itself with [`count_sync`]) as the
+    /// commit that makes every commit so far durable (see [`sync`](Self::sync)).
+    /// Returns `None` when nothing is waiting for the disk and `write` did not run.
+    fn sync_with<T>(
+        &self,
+        conn: &Connection,
+        write: impl FnOnce(&Connection) -> Result<T, CheckpointError>,
+    ) -> Result<Option<T>, CheckpointError> {
         if self.durability != SqliteDurability::RunEnd || !self.dirty.swap(false, Ordering::AcqRel)
         {
-            return Ok(());
+            return Ok(None);
         }
-        let synced = (|| {
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            let written = conn.execute(
-                "INSERT INTO hitl_flush (id, n) VALUES (1, 1)
-                 ON CONFLICT (id) DO UPDATE SET n = n + 1",
-                [],
-            );
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let pragma = |sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([]))
+                .map_err(backend)
+        };
+        let synced = pragma("PRAGMA synchronous = FULL").and_then(|_| {
+            let written = write(conn);
+            pragma("PRAGMA synchronous = NORMAL")?;
             written
-        })();
-        if let Err(e) = synced {
+        });
+        if synced.is_err() {
             self.dirty.store(true, Ordering::Release);
-            return Err(backend(e));
         }
-        Ok(())
+        synced.map(Some)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -301,10 +321,8 @@ impl Checkpointer for SqliteSaver {
                 source,
             }
         })?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let conn = self.lock();
+        let tx = WriteTx::begin(&conn)?;
         let head = head_of(&tx, &write.thread, &write.ns)?;
         if head != write.expected_head {
             return Err(CheckpointError::Conflict {
@@ -373,7 +391,7 @@ impl Checkpointer for SqliteSaver {
         .map_err(backend)?
         .execute(params![write.thread, write.ns, id])
         .map_err(backend)?;
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         self.wrote();
         Ok(())
     }
@@ -386,10 +404,8 @@ impl Checkpointer for SqliteSaver {
         writes: Vec<PendingWrite>,
         records: Vec<DecisionRecord>,
     ) -> Result<(), CheckpointError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let conn = self.lock();
+        let tx = WriteTx::begin(&conn)?;
         if writes
             .iter()
             .any(|w| w.kind.mode() == WriteMode::InsertOrConflict)
@@ -408,7 +424,7 @@ impl Checkpointer for SqliteSaver {
         if !records.is_empty() {
             rows::append_decisions(&tx, thread, &records)?;
         }
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         self.wrote();
         Ok(())
     }
@@ -455,10 +471,8 @@ impl Checkpointer for SqliteSaver {
     }
 
     async fn delete_thread(&self, thread: &str) -> Result<(), CheckpointError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let conn = self.lock();
+        let tx = WriteTx::begin(&conn)?;
         for table in [
             "hitl_checkpoints",
             "hitl_blobs",
@@ -469,16 +483,14 @@ impl Checkpointer for SqliteSaver {
             tx.execute(&format!("DELETE FROM {table} WHERE thread = ?1"), [thread])
                 .map_err(backend)?;
         }
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         self.wrote();
         self.sync(&conn)
     }
 
     async fn prune(&self, thread: &str, keep: Prune) -> Result<usize, CheckpointError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let conn = self.lock();
+        let tx = WriteTx::begin(&conn)?;
         let head = head_of(&tx, thread, "")?;
         let mut all = Vec::new();
         {
@@ -549,7 +561,7 @@ impl Checkpointer for SqliteSaver {
             )
             .map_err(backend)?;
         }
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         self.wrote();
         self.sync(&conn)?;
         Ok(removed)
@@ -607,12 +619,34 @@ impl Checkpointer for SqliteSaver {
 
     async fn release_lease(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
         let conn = self.lock();
-        conn.prepare_cached("DELETE FROM hitl_leases WHERE thread = ?1 AND holder = ?2")
-            .map_err(backend)?
-            .execute(params![thread, holder])
-            .map_err(backend)?;
+        release(&conn, thread, holder).map_err(backend)?;
         self.wrote();
         Ok(())
+    }
+
+    /// The lease's release is the commit that makes the run durable: one commit at the
+    /// end of a run, not two.
+    async fn end_run(&self, thread: &str, holder: &str) -> Result<(), CheckpointError> {
+        let conn = self.lock();
+        let synced = self.sync_with(&conn, |conn| {
+            let tx = WriteTx::begin(conn)?;
+            release(&tx, thread, holder).map_err(backend)?;
+            count_sync(&tx).map_err(backend)?;
+            tx.commit()
+        });
+        match synced {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => {
+                release(&conn, thread, holder).map_err(backend)?;
+                self.wrote();
+                Ok(())
+            }
+            Err(e) => {
+                // Not durable; the lease is given up all the same.
+                let _ = release(&conn, thread, holder);
+                Err(e)
+            }
+        }
     }
 
     async fn threads_with_pending_interrupts(
@@ -647,4 +681,20 @@ impl Checkpointer for SqliteSaver {
         let conn = self.lock();
         self.sync(&conn)
     }
+}
+
+/// Deletes `holder`'s lease of `thread`, if it holds it.
+fn release(conn: &Connection, thread: &str, holder: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM hitl_leases WHERE thread = ?1 AND holder = ?2")?
+        .execute(params![thread, holder])
+}
+
+/// Counts one run-end sync in `hitl_flush` (how a test, or an operator, sees that runs
+/// reached the disk).
+fn count_sync(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO hitl_flush (id, n) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET n = n + 1",
+    )?
+    .execute([])
 }

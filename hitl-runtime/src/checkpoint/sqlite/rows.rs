@@ -105,7 +105,7 @@ pub(super) fn blobs_of(
 
 /// Inserts pending writes, each by its mode, in the caller's transaction.
 pub(super) fn insert_writes(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     thread: &str,
     ns: &str,
     checkpoint: CheckpointId,
@@ -225,4 +225,50 @@ pub(super) fn decision_records(
         })
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// An immediate write transaction, rolled back when dropped uncommitted. Its `BEGIN
+/// IMMEDIATE` and `COMMIT` are cached statements: `rusqlite::Transaction` parses both
+/// on every write.
+pub(super) struct WriteTx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    /// Begins one, waiting for the write lock (up to the busy timeout).
+    pub(super) fn begin(conn: &'c Connection) -> Result<Self, CheckpointError> {
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut begin| begin.execute([]))
+            .map_err(backend)?;
+        Ok(WriteTx { conn, open: true })
+    }
+
+    /// Commits it; on failure it is rolled back.
+    pub(super) fn commit(mut self) -> Result<(), CheckpointError> {
+        self.conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .map_err(backend)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            // Nothing to report to: the error that ended the transaction early is the
+            // caller's, and a failed rollback leaves SQLite to roll back on its own.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }

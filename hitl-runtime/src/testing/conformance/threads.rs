@@ -262,6 +262,19 @@ pub async fn run_leases<H: Harness>(h: &H) {
     // Deleting a thread deletes its lease.
     saver.delete_thread("x").await.unwrap();
     assert_eq!(saver.acquire_lease("x", "c", long).await.unwrap(), None);
+
+    // Ending a run gives its lease up (and only its own) and keeps what it wrote.
+    assert_eq!(saver.acquire_lease("e", "a", long).await.unwrap(), None);
+    let written = put_chain(&saver, "e", "", 2).await;
+    saver.end_run("e", "b").await.unwrap();
+    assert!(
+        saver.acquire_lease("e", "b", long).await.unwrap().is_some(),
+        "ending another holder's run leaves the lease"
+    );
+    saver.end_run("e", "a").await.unwrap();
+    assert_eq!(saver.acquire_lease("e", "b", long).await.unwrap(), None);
+    let head = saver.get("e", "", None, None).await.unwrap().expect("head");
+    assert_eq!(Some(head.checkpoint.id), written.last().copied());
 }
 
 async fn ask(_: Arc<Doc>, cx: NodeContext) -> Result<DocUpdate, crate::NodeError> {
