@@ -32,7 +32,7 @@ use crate::message::{Message, ToolCall};
 use crate::policy::{Action, Decision, HitlResponse, InterruptPolicy, PolicyMap};
 use crate::tool::{ToolError, ToolSet};
 use rules::MigrateFn;
-use rules::{BatchedKind, Bindings, Offer, PerCallKind, review_schema};
+use rules::{Batched, Bindings, Offer, PerCall, ReviewKind, review_schema};
 
 mod governed;
 mod inbox;
@@ -299,17 +299,17 @@ impl Middleware for HumanInTheLoop {
         vec![
             (
                 BATCHED_KIND.into(),
-                Arc::new(BatchedKind {
-                    tools: self.tools.clone(),
-                    bindings: self.bindings.clone(),
-                }),
+                Arc::new(ReviewKind::<Batched>::new(
+                    self.tools.clone(),
+                    self.bindings.clone(),
+                )),
             ),
             (
                 PER_CALL_KIND.into(),
-                Arc::new(PerCallKind {
-                    tools: self.tools.clone(),
-                    bindings: self.bindings.clone(),
-                }),
+                Arc::new(ReviewKind::<PerCall>::new(
+                    self.tools.clone(),
+                    self.bindings.clone(),
+                )),
             ),
         ]
     }

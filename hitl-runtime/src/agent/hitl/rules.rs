@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -197,45 +198,14 @@ struct Typed {
     kind: DecisionType,
 }
 
-/// How a batched answer counts toward a quorum.
-fn batched_vote(answer: &Value) -> Vote {
-    #[derive(Deserialize)]
-    struct Decisions {
-        decisions: Vec<Typed>,
-    }
-    match Decisions::deserialize(answer) {
-        Ok(d) => vote_of(d.decisions.into_iter().map(|t| t.kind)),
-        Err(_) => Vote::Decides,
-    }
-}
-
-/// How a per-call answer counts toward a quorum.
-fn per_call_vote(answer: &Value) -> Vote {
-    match Typed::deserialize(answer) {
-        Ok(t) => vote_of([t.kind]),
-        Err(_) => Vote::Decides,
-    }
-}
-
 /// What a stored review config offers for one call, borrowed from its JSON text: the
 /// tool, the decisions allowed, the digest it is bound to, and the argument schema
-/// (left as text; it is read only to check an edit).
+/// (left as text; it is read only to check an edit). A stored per-call review
+/// ([`super::ToolApprovalRequest`]) is read as one too: its tool is its `name`.
 #[derive(Deserialize)]
-struct OfferView<'a> {
-    #[serde(borrow)]
+pub(super) struct OfferView<'a> {
+    #[serde(borrow, alias = "name")]
     action_name: Cow<'a, str>,
-    allowed_decisions: Vec<DecisionType>,
-    #[serde(default, borrow)]
-    args_schema: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    policy_digest: Option<Cow<'a, str>>,
-}
-
-/// A stored per-call review ([`super::ToolApprovalRequest`]), likewise.
-#[derive(Deserialize)]
-struct PerCallView<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
     allowed_decisions: Vec<DecisionType>,
     #[serde(default, borrow)]
     args_schema: Option<&'a RawValue>,
@@ -245,7 +215,7 @@ struct PerCallView<'a> {
 
 /// A stored batched review, borrowed from its JSON text.
 #[derive(Deserialize)]
-struct BatchedView<'a> {
+pub(super) struct BatchedView<'a> {
     #[serde(borrow)]
     review_configs: Vec<OfferView<'a>>,
 }
@@ -257,34 +227,141 @@ fn as_raw(payload: &Value) -> Result<Box<RawValue>, String> {
         .map_err(|e| format!("the interrupt payload does not serialize: {e}"))
 }
 
-fn batched_view(payload: &RawValue) -> Result<BatchedView<'_>, String> {
+/// What the two review kinds differ in: the payload's shape, the digests it was raised
+/// with, how an Agent Inbox answer translates, the checks, the vote and the schema.
+/// Judging an answer, the policy binding and normalizing are the same steps over either
+/// shape: one [`InPlaceKind`] and one [`ResumeKind`] for both.
+pub(super) trait Shape: 'static {
+    /// The stored payload, borrowed from its JSON text.
+    type View<'a>: Deserialize<'a>;
+    /// What the payload is, for the error when it is not one.
+    const WHAT: &'static str;
+
+    /// The tools the review covers, each with the digest it was raised under.
+    fn raised<'v>(view: &'v Self::View<'_>) -> Vec<(&'v str, Option<&'v str>)>;
+    /// Agent Inbox's `HumanResponse` answer, translated per policy (see `inbox`).
+    fn normalize_in(view: &Self::View<'_>, answer: &Value) -> Option<Value>;
+    fn check_in(tools: &ToolSet, view: &Self::View<'_>, answer: &Value) -> Result<(), Vec<String>>;
+    /// How an answer counts toward a quorum.
+    fn vote(answer: &Value) -> Vote;
+    /// The resume schema the payload's policies give (see [`review_schema`]).
+    fn schema(payload: &Value) -> Option<Arc<Value>>;
+}
+
+fn view_of<K: Shape>(payload: &RawValue) -> Result<K::View<'_>, String> {
     serde_json::from_str(payload.get())
-        .map_err(|e| format!("the interrupt is not a review request: {e}"))
+        .map_err(|e| format!("the interrupt is not {}: {e}", K::WHAT))
 }
 
-fn per_call_view(payload: &RawValue) -> Result<PerCallView<'_>, String> {
-    serde_json::from_str(payload.get())
-        .map_err(|e| format!("the interrupt is not a tool approval request: {e}"))
+/// A review kind (the resume check of one shape of review), with the agent's tools
+/// (edited arguments must decode with the tool's own decoder) and the digests its
+/// reviews are bound to.
+pub(super) struct ReviewKind<K> {
+    tools: ToolSet,
+    bindings: Arc<Bindings>,
+    shape: PhantomData<fn() -> K>,
 }
 
-/// Batched reviews: answers are checked by [`validate_batched`]; the schema is derived
-/// from the review configs, so it is not stored with each interrupt.
-pub(super) struct BatchedKind {
-    /// The agent's tools: edited arguments must decode with the tool's own decoder.
-    pub(super) tools: ToolSet,
-    pub(super) bindings: Arc<Bindings>,
-}
-
-impl BatchedKind {
-    fn binding_of(&self, view: &BatchedView<'_>) -> Result<(), PolicyChange> {
-        self.bindings.check(
-            view.review_configs
-                .iter()
-                .map(|c| (c.action_name.as_ref(), c.policy_digest.as_deref())),
-        )
+impl<K: Shape> ReviewKind<K> {
+    pub(super) fn new(tools: ToolSet, bindings: Arc<Bindings>) -> Self {
+        ReviewKind {
+            tools,
+            bindings,
+            shape: PhantomData,
+        }
     }
 
-    /// Agent Inbox's `HumanResponse` list, translated per policy (see `inbox`).
+    fn binding_of(&self, view: &K::View<'_>) -> Result<(), PolicyChange> {
+        self.bindings.check(K::raised(view))
+    }
+}
+
+impl<K: Shape> InPlaceKind for ReviewKind<K> {
+    fn judge(
+        &self,
+        payload: &RawValue,
+        mut answer: Value,
+        counts: bool,
+    ) -> Result<(Value, Vote), Refusal> {
+        // The binding is checked on whatever the payload holds (a payload that is not a
+        // review request is refused by the check below).
+        let view = view_of::<K>(payload);
+        if let Ok(view) = &view {
+            self.binding_of(view).map_err(Refusal::Changed)?;
+            if let Some(normalized) = K::normalize_in(view, &answer) {
+                answer = normalized;
+            }
+        }
+        let view = view.map_err(|e| Refusal::Invalid(vec![e]))?;
+        K::check_in(&self.tools, &view, &answer).map_err(Refusal::Invalid)?;
+        let vote = if counts {
+            K::vote(&answer)
+        } else {
+            Vote::Decides
+        };
+        Ok((answer, vote))
+    }
+}
+
+impl<K: Shape> ResumeKind for ReviewKind<K> {
+    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
+        validate::<K>(&self.tools, payload, answer)
+    }
+
+    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
+        let Ok(raw) = as_raw(payload) else {
+            return Ok(());
+        };
+        match view_of::<K>(&raw) {
+            Ok(view) => self.binding_of(&view),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
+        K::vote(answer)
+    }
+
+    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+        K::schema(payload)
+    }
+
+    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
+        let raw = as_raw(payload).ok()?;
+        K::normalize_in(&view_of::<K>(&raw).ok()?, answer)
+    }
+
+    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
+        Some(self)
+    }
+}
+
+/// Checks an answer against a decoded payload of either kind.
+pub(super) fn validate<K: Shape>(
+    tools: &ToolSet,
+    payload: &Value,
+    answer: &Value,
+) -> Result<(), Vec<String>> {
+    let raw = as_raw(payload).map_err(|e| vec![e])?;
+    K::check_in(tools, &view_of::<K>(&raw).map_err(|e| vec![e])?, answer)
+}
+
+/// Batched reviews: answers are checked by [`check_batched`]; the schema is derived
+/// from the review configs, so it is not stored with each interrupt.
+pub(super) struct Batched;
+
+impl Shape for Batched {
+    type View<'a> = BatchedView<'a>;
+    const WHAT: &'static str = "a review request";
+
+    fn raised<'v>(view: &'v BatchedView<'_>) -> Vec<(&'v str, Option<&'v str>)> {
+        view.review_configs
+            .iter()
+            .map(|c| (c.action_name.as_ref(), c.policy_digest.as_deref()))
+            .collect()
+    }
+
+    /// A `HumanResponse` list, one per action request.
     fn normalize_in(view: &BatchedView<'_>, answer: &Value) -> Option<Value> {
         let responses = super::inbox::human_responses(answer)?;
         let allowed: Vec<Vec<DecisionType>> = view
@@ -294,55 +371,27 @@ impl BatchedKind {
             .collect();
         super::inbox::translate(&allowed, responses)
     }
-}
 
-impl InPlaceKind for BatchedKind {
-    fn judge(
-        &self,
-        payload: &RawValue,
-        mut answer: Value,
-        counts: bool,
-    ) -> Result<(Value, Vote), Refusal> {
-        // The binding is checked on whatever the payload holds (a payload that is not a
-        // review request is refused by the check below).
-        let view = batched_view(payload);
-        if let Ok(view) = &view {
-            self.binding_of(view).map_err(Refusal::Changed)?;
-            if let Some(normalized) = Self::normalize_in(view, &answer) {
-                answer = normalized;
-            }
+    fn check_in(
+        tools: &ToolSet,
+        view: &BatchedView<'_>,
+        answer: &Value,
+    ) -> Result<(), Vec<String>> {
+        check_batched(tools, view, answer)
+    }
+
+    fn vote(answer: &Value) -> Vote {
+        #[derive(Deserialize)]
+        struct Decisions {
+            decisions: Vec<Typed>,
         }
-        let view = view.map_err(|e| Refusal::Invalid(vec![e]))?;
-        check_batched(&self.tools, &view, &answer).map_err(Refusal::Invalid)?;
-        let vote = if counts {
-            batched_vote(&answer)
-        } else {
-            Vote::Decides
-        };
-        Ok((answer, vote))
-    }
-}
-
-impl ResumeKind for BatchedKind {
-    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
-        validate_batched(&self.tools, payload, answer)
-    }
-
-    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
-        let Ok(raw) = as_raw(payload) else {
-            return Ok(());
-        };
-        match batched_view(&raw) {
-            Ok(view) => self.binding_of(&view),
-            Err(_) => Ok(()),
+        match Decisions::deserialize(answer) {
+            Ok(d) => vote_of(d.decisions.into_iter().map(|t| t.kind)),
+            Err(_) => Vote::Decides,
         }
     }
 
-    fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
-        batched_vote(answer)
-    }
-
-    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+    fn schema(payload: &Value) -> Option<Arc<Value>> {
         #[derive(Deserialize)]
         struct Configs {
             review_configs: Vec<Offered>,
@@ -355,33 +404,21 @@ impl ResumeKind for BatchedKind {
             .collect();
         Some(review_schema(offers, true))
     }
-
-    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
-        let raw = as_raw(payload).ok()?;
-        Self::normalize_in(&batched_view(&raw).ok()?, answer)
-    }
-
-    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
-        Some(self)
-    }
 }
 
 /// Per-call reviews, likewise.
-pub(super) struct PerCallKind {
-    /// The agent's tools, likewise.
-    pub(super) tools: ToolSet,
-    pub(super) bindings: Arc<Bindings>,
-}
+pub(super) struct PerCall;
 
-impl PerCallKind {
-    fn binding_of(&self, view: &PerCallView<'_>) -> Result<(), PolicyChange> {
-        self.bindings
-            .check([(view.name.as_ref(), view.policy_digest.as_deref())])
+impl Shape for PerCall {
+    type View<'a> = OfferView<'a>;
+    const WHAT: &'static str = "a tool approval request";
+
+    fn raised<'v>(view: &'v OfferView<'_>) -> Vec<(&'v str, Option<&'v str>)> {
+        vec![(view.action_name.as_ref(), view.policy_digest.as_deref())]
     }
 
-    /// Agent Inbox's `HumanResponse` (alone or in a one-item list), translated per
-    /// policy (see `inbox`).
-    fn normalize_in(view: &PerCallView<'_>, answer: &Value) -> Option<Value> {
+    /// A `HumanResponse`, alone or in a one-item list.
+    fn normalize_in(view: &OfferView<'_>, answer: &Value) -> Option<Value> {
         let responses = super::inbox::human_responses(answer)?;
         let mut translated =
             super::inbox::translate(std::slice::from_ref(&view.allowed_decisions), responses)?;
@@ -390,53 +427,19 @@ impl PerCallKind {
             _ => None,
         }
     }
-}
 
-impl InPlaceKind for PerCallKind {
-    fn judge(
-        &self,
-        payload: &RawValue,
-        mut answer: Value,
-        counts: bool,
-    ) -> Result<(Value, Vote), Refusal> {
-        let view = per_call_view(payload);
-        if let Ok(view) = &view {
-            self.binding_of(view).map_err(Refusal::Changed)?;
-            if let Some(normalized) = Self::normalize_in(view, &answer) {
-                answer = normalized;
-            }
-        }
-        let view = view.map_err(|e| Refusal::Invalid(vec![e]))?;
-        check_per_call(&self.tools, &view, &answer).map_err(Refusal::Invalid)?;
-        let vote = if counts {
-            per_call_vote(&answer)
-        } else {
-            Vote::Decides
-        };
-        Ok((answer, vote))
-    }
-}
-
-impl ResumeKind for PerCallKind {
-    fn check(&self, payload: &Value, answer: &Value) -> Result<(), Vec<String>> {
-        validate_per_call(&self.tools, payload, answer)
+    fn check_in(tools: &ToolSet, view: &OfferView<'_>, answer: &Value) -> Result<(), Vec<String>> {
+        check_per_call(tools, view, answer)
     }
 
-    fn binding(&self, payload: &Value) -> Result<(), PolicyChange> {
-        let Ok(raw) = as_raw(payload) else {
-            return Ok(());
-        };
-        match per_call_view(&raw) {
-            Ok(view) => self.binding_of(&view),
-            Err(_) => Ok(()),
+    fn vote(answer: &Value) -> Vote {
+        match Typed::deserialize(answer) {
+            Ok(t) => vote_of([t.kind]),
+            Err(_) => Vote::Decides,
         }
     }
 
-    fn vote(&self, _payload: &Value, answer: &Value) -> Vote {
-        per_call_vote(answer)
-    }
-
-    fn schema(&self, payload: &Value) -> Option<Arc<Value>> {
+    fn schema(payload: &Value) -> Option<Arc<Value>> {
         #[derive(Deserialize)]
         struct Request {
             name: String,
@@ -447,15 +450,6 @@ impl ResumeKind for PerCallKind {
             vec![(request.name, request.allowed_decisions)],
             false,
         ))
-    }
-
-    fn normalize(&self, payload: &Value, answer: &Value) -> Option<Value> {
-        let raw = as_raw(payload).ok()?;
-        Self::normalize_in(&per_call_view(&raw).ok()?, answer)
-    }
-
-    fn __in_place(&self) -> Option<&dyn InPlaceKind> {
-        Some(self)
     }
 }
 
@@ -603,15 +597,6 @@ fn check_edited_action(
 }
 
 /// Checks a batched answer against the payload's review configs.
-pub(super) fn validate_batched(
-    tools: &ToolSet,
-    payload: &Value,
-    value: &Value,
-) -> Result<(), Vec<String>> {
-    let raw = as_raw(payload).map_err(|e| vec![e])?;
-    check_batched(tools, &batched_view(&raw).map_err(|e| vec![e])?, value)
-}
-
 fn check_batched(
     tools: &ToolSet,
     view: &BatchedView<'_>,
@@ -660,25 +645,12 @@ fn check_batched(
 }
 
 /// Checks a per-call answer against the payload's request.
-pub(super) fn validate_per_call(
-    tools: &ToolSet,
-    payload: &Value,
-    value: &Value,
-) -> Result<(), Vec<String>> {
-    let raw = as_raw(payload).map_err(|e| vec![e])?;
-    check_per_call(tools, &per_call_view(&raw).map_err(|e| vec![e])?, value)
-}
-
-fn check_per_call(
-    tools: &ToolSet,
-    view: &PerCallView<'_>,
-    value: &Value,
-) -> Result<(), Vec<String>> {
+fn check_per_call(tools: &ToolSet, view: &OfferView<'_>, value: &Value) -> Result<(), Vec<String>> {
     let problems = check_decision(
         tools,
         None,
         value,
-        &view.name,
+        &view.action_name,
         &view.allowed_decisions,
         view.args_schema,
     );

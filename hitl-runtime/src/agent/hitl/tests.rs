@@ -32,7 +32,7 @@ fn batched_resumes_are_checked_with_messages_naming_the_problem() {
         {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "b"}}},
         {"type": "reject", "message": "no"}
     ]});
-    assert_eq!(validate_batched(&ToolSet::new(), &p, &ok), Ok(()));
+    assert_eq!(validate::<Batched>(&ToolSet::new(), &p, &ok), Ok(()));
     let cases = [
         (
             json!("yes"),
@@ -68,7 +68,7 @@ fn batched_resumes_are_checked_with_messages_naming_the_problem() {
         ),
     ];
     for (value, expected) in cases {
-        let problems = validate_batched(&ToolSet::new(), &p, &value).unwrap_err();
+        let problems = validate::<Batched>(&ToolSet::new(), &p, &value).unwrap_err();
         assert!(
             problems.iter().any(|m| m.starts_with(expected)),
             "{value}: {problems:?}"
@@ -87,21 +87,18 @@ fn the_published_schema_agrees_with_the_validator() {
             .collect(),
     );
     assert_eq!(
-        BatchedKind {
-            tools: ToolSet::new(),
-            bindings: Default::default(),
-        }
-        .schema(&p)
-        .as_deref(),
+        ReviewKind::<Batched>::new(ToolSet::new(), Default::default())
+            .schema(&p)
+            .as_deref(),
         Some(&schema),
         "the schema derived from a stored payload is the one published"
     );
     let good = json!({"decisions": [{"type": "approve"}, {"type": "reject"}]});
     let bad = json!({"decisions": [{"type": "approve"}, {"type": "edit", "edited_action": {"name": "delete_file", "args": {}}}]});
     assert!(crate::schema::validate(&schema, &good).is_ok());
-    assert!(validate_batched(&ToolSet::new(), &p, &good).is_ok());
+    assert!(validate::<Batched>(&ToolSet::new(), &p, &good).is_ok());
     assert!(crate::schema::validate(&schema, &bad).is_err());
-    assert!(validate_batched(&ToolSet::new(), &p, &bad).is_err());
+    assert!(validate::<Batched>(&ToolSet::new(), &p, &bad).is_err());
     assert_eq!(
         keys(schema.as_object().unwrap()),
         ["additionalProperties", "properties", "required", "type"]
