@@ -120,13 +120,8 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), CheckpointError> {
 
 /// Computes the checksum of every row stored before checksums existed.
 pub(super) fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), CheckpointError> {
-    let records: Vec<(String, String, String, String)> = tx
-        .prepare("SELECT thread, ns, id, record FROM hitl_checkpoints")
-        .map_err(backend)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
+    let records: Vec<(String, String, String, String)> =
+        all_rows(tx, "SELECT thread, ns, id, record FROM hitl_checkpoints")?;
     for (thread, ns, id, record) in records {
         tx.execute(
             "UPDATE hitl_checkpoints SET sum = ?4 WHERE thread = ?1 AND ns = ?2 AND id = ?3",
@@ -143,23 +138,10 @@ pub(super) fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), C
         Option<String>,
         String,
     );
-    let blobs: Vec<BlobKey> = tx
-        .prepare("SELECT thread, ns, channel, version, kind, base, data FROM hitl_blobs")
-        .map_err(backend)?
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
+    let blobs: Vec<BlobKey> = all_rows(
+        tx,
+        "SELECT thread, ns, channel, version, kind, base, data FROM hitl_blobs",
+    )?;
     for (thread, ns, channel, version, kind, base, data) in blobs {
         let sum = blob_sum(
             &thread,
@@ -177,23 +159,10 @@ pub(super) fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), C
         .map_err(backend)?;
     }
     type WriteKey = (String, String, String, String, i32, String, String);
-    let writes: Vec<WriteKey> = tx
-        .prepare("SELECT thread, ns, checkpoint, task, idx, kind, value FROM hitl_writes")
-        .map_err(backend)?
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
+    let writes: Vec<WriteKey> = all_rows(
+        tx,
+        "SELECT thread, ns, checkpoint, task, idx, kind, value FROM hitl_writes",
+    )?;
     for (thread, ns, checkpoint, task, idx, kind, value) in writes {
         let sum = write_sum(&thread, &ns, &checkpoint, &task, idx, &kind, &value);
         tx.execute(
@@ -203,4 +172,17 @@ pub(super) fn backfill_checksums(tx: &rusqlite::Transaction<'_>) -> Result<(), C
         .map_err(backend)?;
     }
     Ok(())
+}
+
+/// Every row of a query, each read as a tuple of its columns.
+fn all_rows<T>(tx: &rusqlite::Transaction<'_>, sql: &str) -> Result<Vec<T>, CheckpointError>
+where
+    T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+{
+    tx.prepare(sql)
+        .map_err(backend)?
+        .query_map([], |r| T::try_from(r))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)
 }
