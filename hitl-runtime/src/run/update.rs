@@ -51,9 +51,12 @@ pub(crate) async fn update_state<S: State>(
     };
     let lease = Lease::acquire(&runner.saver, &thread, graph.run_lease).await?;
     let result = write_update(&runner, cfg, update, as_node).await;
-    // What was written is durable before `update_state` returns.
-    lease.end().await?;
-    result
+    // What was written is durable before `update_state` returns; the update's own
+    // error, if any, is the one reported (as a run's is).
+    let ended = lease.end().await;
+    let written = result?;
+    ended?;
+    Ok(written)
 }
 
 async fn write_update<S: State>(

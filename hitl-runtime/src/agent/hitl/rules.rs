@@ -237,8 +237,9 @@ pub(super) trait Shape: 'static {
     /// What the payload is, for the error when it is not one.
     const WHAT: &'static str;
 
-    /// The tools the review covers, each with the digest it was raised under.
-    fn raised<'v>(view: &'v Self::View<'_>) -> Vec<(&'v str, Option<&'v str>)>;
+    /// What the review offers for each call it covers (with the digest it was raised
+    /// under).
+    fn offers<'v, 'a>(view: &'v Self::View<'a>) -> &'v [OfferView<'a>];
     /// Agent Inbox's `HumanResponse` answer, translated per policy (see `inbox`).
     fn normalize_in(view: &Self::View<'_>, answer: &Value) -> Option<Value>;
     fn check_in(tools: &ToolSet, view: &Self::View<'_>, answer: &Value) -> Result<(), Vec<String>>;
@@ -272,7 +273,11 @@ impl<K: Shape> ReviewKind<K> {
     }
 
     fn binding_of(&self, view: &K::View<'_>) -> Result<(), PolicyChange> {
-        self.bindings.check(K::raised(view))
+        self.bindings.check(
+            K::offers(view)
+                .iter()
+                .map(|c| (c.action_name.as_ref(), c.policy_digest.as_deref())),
+        )
     }
 }
 
@@ -354,11 +359,8 @@ impl Shape for Batched {
     type View<'a> = BatchedView<'a>;
     const WHAT: &'static str = "a review request";
 
-    fn raised<'v>(view: &'v BatchedView<'_>) -> Vec<(&'v str, Option<&'v str>)> {
-        view.review_configs
-            .iter()
-            .map(|c| (c.action_name.as_ref(), c.policy_digest.as_deref()))
-            .collect()
+    fn offers<'v, 'a>(view: &'v Self::View<'a>) -> &'v [OfferView<'a>] {
+        &view.review_configs
     }
 
     /// A `HumanResponse` list, one per action request.
@@ -413,8 +415,8 @@ impl Shape for PerCall {
     type View<'a> = OfferView<'a>;
     const WHAT: &'static str = "a tool approval request";
 
-    fn raised<'v>(view: &'v OfferView<'_>) -> Vec<(&'v str, Option<&'v str>)> {
-        vec![(view.action_name.as_ref(), view.policy_digest.as_deref())]
+    fn offers<'v, 'a>(view: &'v Self::View<'a>) -> &'v [OfferView<'a>] {
+        std::slice::from_ref(view)
     }
 
     /// A `HumanResponse`, alone or in a one-item list.
