@@ -23,6 +23,16 @@ pub(crate) struct ResultPayload {
     pub(crate) goto: Vec<TaskSpec>,
 }
 
+/// A [`ResultPayload`] as it is written, borrowing its parts: the update is written
+/// straight from its encoded pieces, with no intermediate JSON copy.
+#[derive(Serialize)]
+pub(crate) struct ResultOut<'a, U> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) update: Option<U>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub(crate) goto: &'a [TaskSpec],
+}
+
 /// A failed task.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ErrorPayload {
@@ -314,5 +324,50 @@ pub(crate) fn write(
         idx,
         kind,
         value: raw(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(node: &str, input: Option<&str>) -> TaskSpec {
+        TaskSpec {
+            node: node.into(),
+            input: input.map(|i| RawValue::from_string(i.to_owned()).unwrap()),
+        }
+    }
+
+    /// What a task's result is written as reads back as the payload, byte for byte.
+    #[test]
+    fn result_out_writes_what_result_payload_writes() {
+        let update = RawValue::from_string(r#"{"messages":[{"type":"ai"}]}"#.into()).unwrap();
+        let cases = [
+            (Some(&*update), vec![]),
+            (None, vec![spec("tools", None)]),
+            (
+                Some(&*update),
+                vec![spec("a", Some(r#"{"x":1}"#)), spec("b", None)],
+            ),
+            (None, vec![]),
+        ];
+        for (update, goto) in cases {
+            let out = serde_json::to_string(&ResultOut {
+                update,
+                goto: &goto,
+            })
+            .unwrap();
+            let owned = ResultPayload {
+                update: update.map(ToOwned::to_owned),
+                goto: goto.clone(),
+            };
+            assert_eq!(out, serde_json::to_string(&owned).unwrap());
+            let back: ResultPayload = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                back.update.as_deref().map(RawValue::get),
+                update.map(RawValue::get)
+            );
+            assert_eq!(back.goto, goto);
+        }
     }
 }

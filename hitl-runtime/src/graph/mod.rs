@@ -119,8 +119,9 @@ impl<S: State> StateGraph<S> {
         O: Into<NodeOutput<S>>,
     {
         let run: NodeFn<S> = Arc::new(move |state, cx| {
-            let fut = node(state, cx);
-            async move { fut.await.map(Into::into) }.boxed()
+            // `map`, not `async move { fut.await.map(..) }`: an async block holds the
+            // future twice (as captured and as awaited), doubling every node's box.
+            node(state, cx).map(|r| r.map(Into::into)).boxed()
         });
         self.push_node(name, run)
     }

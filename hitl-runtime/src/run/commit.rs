@@ -78,19 +78,26 @@ pub(super) fn decode_update<S: State>(
 /// The JSON object of an encoded update. The pieces are valid JSON already, so they
 /// are written as they are (not parsed again).
 pub(super) fn assemble<S: State>(pieces: &Pieces) -> Box<RawValue> {
-    struct Object<'a>(&'a Pieces, &'static [crate::state::plumbing::ChannelSpec]);
-    impl serde::Serialize for Object<'_> {
-        fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-            use serde::ser::SerializeMap;
-            let mut map = s.serialize_map(Some(self.0.len()))?;
-            for (ch, raw) in self.0 {
-                map.serialize_entry(self.1[*ch].name, &**raw)?;
-            }
-            map.end()
+    serde_json::value::to_raw_value(&object::<S>(pieces)).expect("raw JSON pieces serialize")
+}
+
+/// What [`assemble`] writes, to be written inside a larger value.
+pub(super) fn object<S: State>(pieces: &Pieces) -> Object<'_> {
+    Object(pieces, S::channels())
+}
+
+/// The JSON object of an encoded update, serialized from its pieces.
+pub(super) struct Object<'a>(&'a Pieces, &'static [crate::state::plumbing::ChannelSpec]);
+
+impl serde::Serialize for Object<'_> {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (ch, raw) in self.0 {
+            map.serialize_entry(self.1[*ch].name, &**raw)?;
         }
+        map.end()
     }
-    serde_json::value::to_raw_value(&Object(pieces, S::channels()))
-        .expect("raw JSON pieces serialize")
 }
 
 /// A checkpoint made by [`Draft::finish`]: the record, its state, and the blobs of the

@@ -93,6 +93,8 @@ impl<S: State> Runner<S> {
                 now,
             };
             let accepted = validate_resume(&answering, &head.collected, resume)?;
+            // A record is a large value: room for exactly these (not the default four).
+            records.reserve_exact(accepted.len());
             let collected = &mut head.collected;
             for Accepted {
                 owner,

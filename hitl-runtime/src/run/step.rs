@@ -325,14 +325,21 @@ impl<S: State> Runner<S> {
             };
             return Phase::Fail(Some(current), error);
         }
-        let interrupts: Vec<PendingInterrupt> = outcomes
-            .iter_mut()
-            .filter_map(|o| match o {
-                Outcome::Interrupted(list) => Some(std::mem::take(list)),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let raised = |o: &mut Outcome<S>| match o {
+            Outcome::Interrupted(list) => Some(std::mem::take(list)),
+            _ => None,
+        };
+        // Sized exactly (`flatten` gives no size hint): usually one interrupt.
+        let mut interrupts: Vec<PendingInterrupt> = Vec::with_capacity(
+            outcomes
+                .iter()
+                .map(|o| match o {
+                    Outcome::Interrupted(list) => list.len(),
+                    _ => 0,
+                })
+                .sum(),
+        );
+        interrupts.extend(outcomes.iter_mut().filter_map(raised).flatten());
         if !interrupts.is_empty() {
             let values = preview(
                 &current.state,

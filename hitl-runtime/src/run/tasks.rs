@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::commit::{Pieces, assemble, decode_update, encode_update, too_deep};
+use super::commit::{Pieces, assemble, decode_update, encode_update, object, too_deep};
 use super::step::{Current, Runner};
 use super::stream::{StreamEvent, TaskOutcome};
-use crate::checkpoint::pending::{self, ErrorPayload, ResultPayload};
+use crate::checkpoint::pending::{self, ErrorPayload, ResultOut};
 use crate::checkpoint::{PendingWrite, TaskSpec, WriteKind};
 use crate::context::{NodeContext, RunShared, StreamMode, TaskShared};
 use crate::error::{BoxError, CheckpointError, NodeError, RunError};
@@ -350,9 +350,9 @@ fn outcome_write<S: State>(
             task_id,
             0,
             WriteKind::Result,
-            &ResultPayload {
-                update: (!pieces.is_empty()).then(|| assemble::<S>(pieces)),
-                goto: goto.clone(),
+            &ResultOut {
+                update: (!pieces.is_empty()).then(|| object::<S>(pieces)),
+                goto,
             },
         ),
         Outcome::Failed { message, .. } => pending::write(
