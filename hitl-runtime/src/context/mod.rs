@@ -232,11 +232,11 @@ impl NodeContext {
         if let Some(answer) = self.task.run.answers.get(&id) {
             return Ok(answer.clone());
         }
-        // Raised before and still waiting (some approvals given, or other interrupts
-        // answered): it stays what it was, deadline included.
         // A task raises one interrupt at a time: room for exactly one (a default
         // first push would make room for four, a large block for the allocator).
         st.raised.reserve_exact(1);
+        // Raised before and still waiting (some approvals given, or other interrupts
+        // answered): it stays what it was, deadline included.
         if let Some(stored) = self.task.run.waiting.get(&id) {
             st.raised.push(stored.clone());
             return Err(Interrupted);

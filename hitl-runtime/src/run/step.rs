@@ -325,21 +325,18 @@ impl<S: State> Runner<S> {
             };
             return Phase::Fail(Some(current), error);
         }
-        let raised = |o: &mut Outcome<S>| match o {
-            Outcome::Interrupted(list) => Some(std::mem::take(list)),
-            _ => None,
-        };
-        // Sized exactly (`flatten` gives no size hint): usually one interrupt.
-        let mut interrupts: Vec<PendingInterrupt> = Vec::with_capacity(
-            outcomes
-                .iter()
-                .map(|o| match o {
-                    Outcome::Interrupted(list) => list.len(),
-                    _ => 0,
-                })
-                .sum(),
-        );
-        interrupts.extend(outcomes.iter_mut().filter_map(raised).flatten());
+        // The first interrupted task's list is taken as it is (sized when raised); the
+        // others, if any, are appended to it.
+        let mut interrupts: Vec<PendingInterrupt> = Vec::new();
+        for o in &mut outcomes {
+            if let Outcome::Interrupted(list) = o {
+                if interrupts.is_empty() {
+                    interrupts = std::mem::take(list);
+                } else {
+                    interrupts.append(list);
+                }
+            }
+        }
         if !interrupts.is_empty() {
             let values = preview(
                 &current.state,
