@@ -116,9 +116,10 @@ impl<S: State> Runner<S> {
     }
 
     /// Runs the tasks without a stored result, concurrently on this run's own task
-    /// (no thread hand-offs; dropping the run drops them). Each outcome is stored as a
-    /// pending write as soon as it is known, except the last task's result, which is
-    /// held back to travel with the next checkpoint (one write instead of two).
+    /// (no thread hand-offs; dropping the run drops them; a lone task is awaited in
+    /// place). Each outcome is stored as a pending write as soon as it is known, except
+    /// the last task's result, which is held back to travel with the next checkpoint
+    /// (one write instead of two).
     pub(super) async fn run_tasks(
         &self,
         current: &Current<S>,
@@ -127,14 +128,12 @@ impl<S: State> Runner<S> {
     ) -> Result<Ran<S>, RunError> {
         let mut outcomes: Vec<Option<Outcome<S>>> =
             planned.iter_mut().map(|t| t.prior.take()).collect();
-        let unfinished = AtomicUsize::new(outcomes.iter().filter(|o| o.is_none()).count());
+        let waiting = outcomes.iter().filter(|o| o.is_none()).count();
+        let unfinished = AtomicUsize::new(waiting);
         let unfinished = &unfinished;
         let step = current.checkpoint.step + 1;
-        let mut running = FuturesUnordered::new();
-        for (i, task) in planned.iter().enumerate() {
-            if outcomes[i].is_some() {
-                continue;
-            }
+        // Starts task `i` (its start is streamed now, when it is started).
+        let start = move |i: usize, task: &Planned<S>| {
             let node = self.graph.topology.node(task.node);
             self.emit(StreamMode::Tasks, || StreamEvent::TaskStart {
                 task_id: task.id,
@@ -155,7 +154,7 @@ impl<S: State> Runner<S> {
             let timeout = node.timeout();
             let (node_index, task_id) = (task.node, task.id);
             let checkpoint = current.checkpoint.id;
-            running.push(async move {
+            async move {
                 let run = async move {
                     match timeout {
                         Some(d) => tokio::time::timeout(d, fut)
@@ -197,24 +196,56 @@ impl<S: State> Runner<S> {
                     .map(|()| (outcome, None))
                     .map_err(RunError::from);
                 (i, stored)
-            });
-        }
+            }
+        };
+        // One task (a sequential step, the common case) runs in place: no set of futures
+        // to allocate and poll it through.
+        let single = match waiting {
+            1 => outcomes.iter().position(Option::is_none),
+            _ => None,
+        };
+        let mut running: Option<FuturesUnordered<_>> = match single {
+            Some(_) => None,
+            None => Some(
+                (0..planned.len())
+                    .filter(|&i| outcomes[i].is_none())
+                    .map(|i| start(i, &planned[i]))
+                    .collect(),
+            ),
+        };
         let cancel = self.cfg.cancel.clone();
         let mut deferred = Vec::new();
-        loop {
-            let next = match &cancel {
-                Some(token) => tokio::select! {
-                    biased;
-                    () = token.cancelled() => return Err(RunError::Cancelled),
-                    next = running.next() => next,
-                },
-                None => running.next().await,
-            };
-            let Some((i, stored)) = next else { break };
+        let mut settled = |(i, stored): (usize, Result<_, RunError>)| -> Result<(), RunError> {
             let (outcome, unstored) = stored?;
             deferred.extend(unstored);
             self.emit_task_end(&planned[i], step, &outcome);
             outcomes[i] = Some(outcome);
+            Ok(())
+        };
+        if let Some(i) = single {
+            let mut task = std::pin::pin!(start(i, &planned[i]));
+            let done = match &cancel {
+                Some(token) => tokio::select! {
+                    biased;
+                    () = token.cancelled() => return Err(RunError::Cancelled),
+                    done = &mut task => done,
+                },
+                None => task.await,
+            };
+            settled(done)?;
+        } else if let Some(running) = running.as_mut() {
+            loop {
+                let next = match &cancel {
+                    Some(token) => tokio::select! {
+                        biased;
+                        () = token.cancelled() => return Err(RunError::Cancelled),
+                        next = running.next() => next,
+                    },
+                    None => running.next().await,
+                };
+                let Some(done) = next else { break };
+                settled(done)?;
+            }
         }
         drop(running);
         let outcomes: Vec<Outcome<S>> = outcomes
