@@ -504,6 +504,55 @@ async fn cancellation_stops_the_run_and_keeps_finished_writes() {
 }
 
 #[tokio::test]
+async fn cancelling_stops_a_step_of_one_task_and_it_runs_again_later() {
+    let mut g = StateGraph::<Flow>::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let stuck = g.add_node("stuck", move |_, cx: NodeContext| {
+        let s = s.clone();
+        async move {
+            s.fetch_add(1, SeqCst);
+            if cx.config().metadata().contains_key("hang") {
+                std::future::pending::<()>().await;
+            }
+            Ok(log("stuck"))
+        }
+    });
+    g.add_edge(START, stuck);
+    g.add_edge(stuck, END);
+    let app = g
+        .compile()
+        .checkpointer(InMemorySaver::new())
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    let cfg = RunConfig::thread("cancel-one")
+        .with_metadata("hang", true)
+        .cancellation(token.clone());
+    let run = tokio::spawn({
+        let (app, cfg) = (app.clone(), cfg.clone());
+        async move { app.invoke(Flow::default(), &cfg).await }
+    });
+    while started.load(SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    token.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the cancelled run returns")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RunError::Cancelled), "{err}");
+    // Nothing of the cancelled step was stored: it runs again, to the end.
+    let out = app
+        .invoke(None, &RunConfig::thread("cancel-one"))
+        .await
+        .unwrap();
+    assert_eq!(out.values.log, ["stuck"]);
+    assert_eq!(started.load(SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_panicking_node_is_a_stored_task_failure() {
     let mut g = StateGraph::<Flow>::new();
     let boom = g.add_node("boom", |_, _| async {

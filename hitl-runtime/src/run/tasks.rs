@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use super::commit::{Pieces, assemble, decode_update, encode_update, object, too_deep};
 use super::step::{Current, Runner};
@@ -198,56 +199,39 @@ impl<S: State> Runner<S> {
                 (i, stored)
             }
         };
-        // One task (a sequential step, the common case) runs in place: no set of futures
-        // to allocate and poll it through.
-        let single = match waiting {
-            1 => outcomes.iter().position(Option::is_none),
-            _ => None,
-        };
-        let mut running: Option<FuturesUnordered<_>> = match single {
-            Some(_) => None,
-            None => Some(
-                (0..planned.len())
-                    .filter(|&i| outcomes[i].is_none())
-                    .map(|i| start(i, &planned[i]))
-                    .collect(),
-            ),
-        };
-        let cancel = self.cfg.cancel.clone();
+        let cancel = self.cfg.cancel.as_ref();
         let mut deferred = Vec::new();
-        let mut settled = |(i, stored): (usize, Result<_, RunError>)| -> Result<(), RunError> {
+        let settled = |outcomes: &mut [Option<Outcome<S>>],
+                       deferred: &mut Vec<PendingWrite>,
+                       (i, stored): (usize, Result<_, RunError>)|
+         -> Result<(), RunError> {
             let (outcome, unstored) = stored?;
             deferred.extend(unstored);
             self.emit_task_end(&planned[i], step, &outcome);
             outcomes[i] = Some(outcome);
             Ok(())
         };
-        if let Some(i) = single {
-            let mut task = std::pin::pin!(start(i, &planned[i]));
-            let done = match &cancel {
-                Some(token) => tokio::select! {
-                    biased;
-                    () = token.cancelled() => return Err(RunError::Cancelled),
-                    done = &mut task => done,
-                },
-                None => task.await,
-            };
-            settled(done)?;
-        } else if let Some(running) = running.as_mut() {
-            loop {
-                let next = match &cancel {
-                    Some(token) => tokio::select! {
-                        biased;
-                        () = token.cancelled() => return Err(RunError::Cancelled),
-                        next = running.next() => next,
-                    },
-                    None => running.next().await,
-                };
-                let Some(done) = next else { break };
-                settled(done)?;
+        // One task (a sequential step, the common case) runs in place: no set of futures
+        // to allocate and poll it through.
+        let single = match waiting {
+            1 => outcomes.iter().position(Option::is_none),
+            _ => None,
+        };
+        match single {
+            Some(i) => {
+                let done = unless_cancelled(cancel, start(i, &planned[i])).await?;
+                settled(&mut outcomes, &mut deferred, done)?;
+            }
+            None => {
+                let mut running: FuturesUnordered<_> = (0..planned.len())
+                    .filter(|&i| outcomes[i].is_none())
+                    .map(|i| start(i, &planned[i]))
+                    .collect();
+                while let Some(done) = unless_cancelled(cancel, running.next()).await? {
+                    settled(&mut outcomes, &mut deferred, done)?;
+                }
             }
         }
-        drop(running);
         let outcomes: Vec<Outcome<S>> = outcomes
             .into_iter()
             .map(|o| o.expect("every task has an outcome"))
@@ -367,6 +351,22 @@ impl<S: State> Runner<S> {
             pieces,
             goto,
         }
+    }
+}
+
+/// Awaits `fut`, or fails with [`RunError::Cancelled`] as soon as the run's token is
+/// cancelled (checked first).
+async fn unless_cancelled<T>(
+    cancel: Option<&CancellationToken>,
+    fut: impl Future<Output = T>,
+) -> Result<T, RunError> {
+    match cancel {
+        Some(token) => tokio::select! {
+            biased;
+            () = token.cancelled() => Err(RunError::Cancelled),
+            out = fut => Ok(out),
+        },
+        None => Ok(fut.await),
     }
 }
 
