@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use hitl_runtime::{
-    Command, END, GraphError, InMemorySaver, Message, NodeContext, ReducerError, Route, RunConfig,
-    RunError, START, State, StateGraph,
+    Command, CompiledGraph, END, GraphError, InMemorySaver, Message, NodeContext, ReducerError,
+    Route, RunConfig, RunError, START, State, StateGraph,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -450,6 +450,33 @@ async fn a_node_timeout_fails_the_task_and_the_error_is_stored() {
     assert_eq!(out.values.log, ["slow"]);
 }
 
+/// Invokes `app` on `thread` with the `hang` metadata its stuck nodes wait on, cancels
+/// the run once `ready` says so, and returns the error the run ended with (it must end
+/// within 5 s of the cancellation).
+async fn cancelled_run(
+    app: &CompiledGraph<Flow>,
+    thread: &str,
+    ready: impl AsyncFn() -> bool,
+) -> RunError {
+    let token = CancellationToken::new();
+    let cfg = RunConfig::thread(thread)
+        .with_metadata("hang", true)
+        .cancellation(token.clone());
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move { app.invoke(Flow::default(), &cfg).await }
+    });
+    while !ready().await {
+        tokio::task::yield_now().await;
+    }
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the cancelled run returns")
+        .unwrap()
+        .expect_err("the cancelled run fails")
+}
+
 #[tokio::test]
 async fn cancellation_stops_the_run_and_keeps_finished_writes() {
     let mut g = StateGraph::<Flow>::new();
@@ -477,23 +504,12 @@ async fn cancellation_stops_the_run_and_keeps_finished_writes() {
         .checkpointer(InMemorySaver::new())
         .build()
         .unwrap();
-    let token = CancellationToken::new();
-    let cfg = RunConfig::thread("cancel")
-        .with_metadata("hang", true)
-        .cancellation(token.clone());
-    let run = tokio::spawn({
-        let (app, cfg) = (app.clone(), cfg.clone());
-        async move { app.invoke(Flow::default(), &cfg).await }
-    });
-    while app
-        .get_state(&cfg)
-        .await
-        .map_or(true, |s| s.values.log.is_empty())
-    {
-        tokio::task::yield_now().await;
-    }
-    token.cancel();
-    let err = run.await.unwrap().unwrap_err();
+    let err = cancelled_run(&app, "cancel", async || {
+        app.get_state(&RunConfig::thread("cancel"))
+            .await
+            .is_ok_and(|s| !s.values.log.is_empty())
+    })
+    .await;
     assert!(matches!(err, RunError::Cancelled), "{err}");
     let out = app
         .invoke(None, &RunConfig::thread("cancel"))
@@ -525,23 +541,7 @@ async fn cancelling_stops_a_step_of_one_task_and_it_runs_again_later() {
         .checkpointer(InMemorySaver::new())
         .build()
         .unwrap();
-    let token = CancellationToken::new();
-    let cfg = RunConfig::thread("cancel-one")
-        .with_metadata("hang", true)
-        .cancellation(token.clone());
-    let run = tokio::spawn({
-        let (app, cfg) = (app.clone(), cfg.clone());
-        async move { app.invoke(Flow::default(), &cfg).await }
-    });
-    while started.load(SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    token.cancel();
-    let err = tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("the cancelled run returns")
-        .unwrap()
-        .unwrap_err();
+    let err = cancelled_run(&app, "cancel-one", async || started.load(SeqCst) > 0).await;
     assert!(matches!(err, RunError::Cancelled), "{err}");
     // Nothing of the cancelled step was stored: it runs again, to the end.
     let out = app
